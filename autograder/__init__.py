@@ -1,0 +1,1 @@
+"""needle-course autograder."""

@@ -1,0 +1,1 @@
+"""Operators (filled by the ops work)."""
