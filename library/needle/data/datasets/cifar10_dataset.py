@@ -24,11 +24,13 @@ class _BatchUnpickler(pickle.Unpickler):
     """Unpickles CIFAR batches but refuses anything else.
 
     A pickle can name any Python callable and have it run while loading, so a tampered batch
-    file could execute code. The real batches only need numpy's array reconstruction, so only
+    file could execute code. The real batches only need numpy's array reconstruction (and
+    ``_codecs.encode``, which protocol-2 pickles written by Python 3 use for ``bytes``), so only
     those names are allowed.
     """
 
     _ALLOWED = {
+        ("_codecs", "encode"),
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"),
