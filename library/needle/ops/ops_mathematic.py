@@ -1,0 +1,834 @@
+"""The differentiable primitives of needle: one class per op, forward and gradient together.
+
+Every op has two halves:
+
+- ``compute(*arrays)`` works on raw arrays through ``array_api``, which is numpy
+  (``NEEDLE_BACKEND=np``) or needle's own ``backend_ndarray`` (``nd``). Only functions that
+  both modules offer with numpy's names and meaning are used, so one body serves both.
+- ``gradient(out_grad, node)`` returns the adjoint of each input, built from needle ops
+  only, never from raw arrays. That way the gradient is itself a graph and can be
+  differentiated again (``x.grad.backward()``).
+
+Each op class has a lowercase helper (``exp(a)`` for ``Exp()(a)``), which is how ops are
+normally called. Binary element-wise ops never broadcast implicitly: both operands must have
+the same shape, and ``broadcast_to`` makes the broadcast explicit (and differentiable).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Sequence, Tuple, Union
+
+import numpy
+
+from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp
+from ..backend_selection import array_api
+from .ops_tuple import make_tuple
+
+Axes = int | tuple[int, ...] | None
+Shape = Tuple[int, ...]
+
+
+# ---- small provided helpers ----------------------------------------------------------------
+
+
+def _python_scalar(value):
+    """``value`` as a plain Python number.
+
+    numpy scalars are "strong" in numpy's type promotion: ``float32_array * np.float64(2)`` is
+    float64, while ``float32_array * 2.0`` stays float32. Scalar ops keep Python numbers so the
+    result keeps the array's dtype on both backends.
+    """
+    if isinstance(value, (numpy.generic, numpy.ndarray)) and numpy.ndim(value) == 0:
+        value = value.item()
+    if not isinstance(value, numbers.Number) or isinstance(value, complex):
+        raise TypeError(f"expected a real number, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def _check_same_shape(op_name: str, a, b) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"{op_name}: operand shapes {tuple(a.shape)} and {tuple(b.shape)} differ; needle "
+            "does not broadcast implicitly, use broadcast_to to give both operands one shape"
+        )
+
+
+def _normalize_axis(axis: int, ndim: int) -> int:
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for an array with {ndim} dimensions")
+    return axis % ndim
+
+
+def _normalize_axes(axes: Axes, ndim: int) -> Tuple[int, ...]:
+    """``axes`` (None = all, an int, or a tuple) as a sorted tuple of non-negative axes."""
+    if axes is None:
+        return tuple(range(ndim))
+    if isinstance(axes, numbers.Integral):
+        axes = (axes,)
+    return tuple(sorted({_normalize_axis(int(axis), ndim) for axis in axes}))
+
+
+def _as_strided(a, shape: Shape, strides: Shape):
+    """A view of the compact array ``a`` with the given shape and strides, in ELEMENTS.
+
+    numpy counts strides in bytes and needle's NDArray in elements; this is the one place
+    that knows. The view shares ``a``'s memory: treat it as read-only.
+    """
+    if array_api is numpy:
+        a = numpy.ascontiguousarray(a)
+        byte_strides = tuple(stride * a.itemsize for stride in strides)
+        return numpy.lib.stride_tricks.as_strided(a, shape, byte_strides, writeable=False)
+    return array_api.as_strided(a.compact(), shape, strides)
+
+
+def _pad_or_crop(a, pad_width: Sequence[Tuple[int, int]]):
+    """Zero-pad ``a`` by ``pad_width[i] = (before, after)`` on axis ``i``; a negative amount
+    removes that many entries from that side instead (conv gradients need both)."""
+    crop = tuple(
+        slice(max(-before, 0), n - max(-after, 0)) for n, (before, after) in zip(a.shape, pad_width)
+    )
+    if any(s.start > 0 or s.stop < n for s, n in zip(crop, a.shape)):
+        a = a[crop]
+    positive = tuple((max(before, 0), max(after, 0)) for before, after in pad_width)
+    if any(before or after for before, after in positive):
+        a = array_api.pad(a, positive)
+    return a
+
+
+# ---- element-wise arithmetic ---------------------------------------------------------------
+
+
+class EWiseAdd(TensorOp):
+    """``a + b`` for two tensors of the same shape. Gradient: ``(g, g)``."""
+
+    def compute(self, a, b):
+        _check_same_shape("EWiseAdd", a, b)
+        return a + b
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return out_grad, out_grad
+
+
+def add(a: Tensor, b: Tensor) -> Tensor:
+    return EWiseAdd()(a, b)
+
+
+class AddScalar(TensorOp):
+    """``a + c`` for a scalar ``c``. Gradient: ``g``."""
+
+    def __init__(self, scalar: float):
+        self.scalar = _python_scalar(scalar)
+
+    def compute(self, a):
+        return a + self.scalar
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return out_grad
+
+
+def add_scalar(a: Tensor, scalar: float) -> Tensor:
+    return AddScalar(scalar)(a)
+
+
+class EWiseMul(TensorOp):
+    """``a * b`` element-wise, same shapes. Gradient: ``(g * b, g * a)``."""
+
+    def compute(self, a, b):
+        _check_same_shape("EWiseMul", a, b)
+        return a * b
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        a, b = node.inputs
+        return out_grad * b, out_grad * a
+
+
+def multiply(a: Tensor, b: Tensor) -> Tensor:
+    return EWiseMul()(a, b)
+
+
+class MulScalar(TensorOp):
+    """``a * c`` for a scalar ``c``. Gradient: ``g * c``."""
+
+    def __init__(self, scalar: float):
+        self.scalar = _python_scalar(scalar)
+
+    def compute(self, a):
+        return a * self.scalar
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return out_grad * self.scalar
+
+
+def mul_scalar(a: Tensor, scalar: float) -> Tensor:
+    return MulScalar(scalar)(a)
+
+
+class PowerScalar(TensorOp):
+    """``a ** c`` for a scalar exponent ``c`` (any real: negative and fractional too).
+
+    Gradient: ``g * c * a ** (c - 1)``.
+    """
+
+    def __init__(self, scalar: float):
+        self.scalar = _python_scalar(scalar)
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return a**self.scalar
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        (a,) = node.inputs
+        if self.scalar == 0:  # d(a**0)/da = 0, also where a = 0 (0 * 0**-1 would be nan)
+            return out_grad * 0
+        return out_grad * (power_scalar(a, self.scalar - 1) * self.scalar)
+        ### END YOUR SOLUTION
+
+
+def power_scalar(a: Tensor, scalar: float) -> Tensor:
+    return PowerScalar(scalar)(a)
+
+
+class EWisePow(TensorOp):
+    """``a ** b`` element-wise, same shapes.
+
+    Gradient: ``(g * b * a ** (b - 1), g * a ** b * log(a))`` (the second needs ``a > 0``).
+    """
+
+    def compute(self, a, b):
+        ### BEGIN YOUR SOLUTION (hw1)
+        _check_same_shape("EWisePow", a, b)
+        return array_api.power(a, b)
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        a, b = node.inputs
+        grad_a = out_grad * b * power(a, b - 1)
+        grad_b = out_grad * node * log(a)
+        return grad_a, grad_b
+        ### END YOUR SOLUTION
+
+
+def power(a: Tensor, b: Tensor) -> Tensor:
+    return EWisePow()(a, b)
+
+
+class EWiseDiv(TensorOp):
+    """``a / b`` element-wise, same shapes. Gradient: ``(g / b, -g * a / b**2)``."""
+
+    def compute(self, a, b):
+        ### BEGIN YOUR SOLUTION (hw1)
+        _check_same_shape("EWiseDiv", a, b)
+        return a / b
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        a, b = node.inputs
+        return out_grad / b, -(out_grad * a / (b * b))
+        ### END YOUR SOLUTION
+
+
+def divide(a: Tensor, b: Tensor) -> Tensor:
+    return EWiseDiv()(a, b)
+
+
+class DivScalar(TensorOp):
+    """``a / c`` for a scalar ``c``. Gradient: ``g / c``."""
+
+    def __init__(self, scalar: float):
+        self.scalar = _python_scalar(scalar)
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return a / self.scalar
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return out_grad / self.scalar
+        ### END YOUR SOLUTION
+
+
+def divide_scalar(a: Tensor, scalar: float) -> Tensor:
+    return DivScalar(scalar)(a)
+
+
+class Negate(TensorOp):
+    """``-a``. Gradient: ``-g``."""
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return -a
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return negate(out_grad)
+        ### END YOUR SOLUTION
+
+
+def negate(a: Tensor) -> Tensor:
+    return Negate()(a)
+
+
+class Log(TensorOp):
+    """Natural logarithm ``ln a``. Gradient: ``g / a``."""
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return array_api.log(a)
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return out_grad / node.inputs[0]
+        ### END YOUR SOLUTION
+
+
+def log(a: Tensor) -> Tensor:
+    return Log()(a)
+
+
+class Exp(TensorOp):
+    """``e ** a``. Gradient: ``g * e ** a``, i.e. ``g`` times the output itself."""
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return array_api.exp(a)
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return out_grad * node
+        ### END YOUR SOLUTION
+
+
+def exp(a: Tensor) -> Tensor:
+    return Exp()(a)
+
+
+class ReLU(TensorOp):
+    """``max(a, 0)``. Gradient: ``g * 1[a > 0]`` (the slope at 0 is taken as 0).
+
+    The mask ``1[a > 0]`` is a constant read from the input's data: the only place an op's
+    gradient may touch raw arrays, and harmless because the mask's own derivative is 0
+    almost everywhere.
+    """
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return array_api.maximum(a, 0)
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        a = node.inputs[0].realize_cached_data()
+        return out_grad * Tensor.make_const((a > 0).astype(a.dtype))
+        ### END YOUR SOLUTION
+
+
+def relu(a: Tensor) -> Tensor:
+    return ReLU()(a)
+
+
+class Tanh(TensorOp):
+    """``tanh a``. Gradient: ``g * (1 - tanh(a)**2)``, reusing the output."""
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return array_api.tanh(a)
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return out_grad * (1 - node**2)
+        ### END YOUR SOLUTION
+
+
+def tanh(a: Tensor) -> Tensor:
+    return Tanh()(a)
+
+
+class Sigmoid(TensorOp):
+    """The logistic function ``σ(a) = 1 / (1 + e**-a)``. Gradient: ``g * σ(a) * (1 - σ(a))``.
+
+    Computed as ``(1 + tanh(a / 2)) / 2``, the same function written without ``e**-a``, which
+    overflows for large negative ``a``.
+    """
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return (array_api.tanh(a * 0.5) + 1) * 0.5
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return out_grad * node * (1 - node)
+        ### END YOUR SOLUTION
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    return Sigmoid()(a)
+
+
+# ---- shapes: transpose, reshape, broadcast, sum ---------------------------------------------
+
+
+def _sum_to_shape(x: Tensor, shape: Shape) -> Tensor:
+    """Undo numpy broadcasting for gradients: sum ``x`` down to ``shape``.
+
+    When ``shape`` was broadcast to ``x.shape``, every axis that broadcasting added in front
+    and every axis that grew from 1 to n received the same input value several times, so its
+    adjoint is the sum over that axis.
+    """
+    ### BEGIN YOUR SOLUTION (hw1)
+    shape = tuple(shape)
+    if x.shape == shape:
+        return x
+    added = x.ndim - len(shape)
+    grown = tuple(added + i for i, n in enumerate(shape) if n == 1 and x.shape[added + i] != 1)
+    return reshape(summation(x, tuple(range(added)) + grown), shape)
+    ### END YOUR SOLUTION
+
+
+class Transpose(TensorOp):
+    """Swap two axes (by default the last two); not a general permutation.
+
+    Gradient: the same swap applied to ``g``.
+    """
+
+    def __init__(self, axes: Tuple[int, int] | None = None):
+        if axes is not None and len(axes) != 2:
+            raise ValueError(f"Transpose swaps exactly two axes, got {axes}")
+        self.axes = axes
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw1)
+        if a.ndim < 2:
+            raise ValueError(f"Transpose needs at least 2 dimensions, got shape {a.shape}")
+        first, second = self.axes if self.axes is not None else (-2, -1)
+        order = list(range(a.ndim))
+        first, second = _normalize_axis(first, a.ndim), _normalize_axis(second, a.ndim)
+        order[first], order[second] = order[second], order[first]
+        return array_api.transpose(a, tuple(order))
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return transpose(out_grad, self.axes)
+        ### END YOUR SOLUTION
+
+
+def transpose(a: Tensor, axes: Tuple[int, int] | None = None) -> Tensor:
+    return Transpose(axes)(a)
+
+
+class Reshape(TensorOp):
+    """The same elements (row-major order) in a new shape. Gradient: ``g`` reshaped back."""
+
+    def __init__(self, shape: Shape):
+        self.shape = tuple(shape)
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return array_api.reshape(a, self.shape)
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return reshape(out_grad, node.inputs[0].shape)
+        ### END YOUR SOLUTION
+
+
+def reshape(a: Tensor, shape: Shape) -> Tensor:
+    return Reshape(shape)(a)
+
+
+class BroadcastTo(TensorOp):
+    """numpy-style broadcast to ``shape``: size-1 axes repeat, new axes may be prepended.
+
+    Gradient: ``g`` summed over the repeated and prepended axes, reshaped to the input.
+    """
+
+    def __init__(self, shape: Shape):
+        self.shape = tuple(shape)
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return array_api.broadcast_to(a, self.shape)
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        return _sum_to_shape(out_grad, node.inputs[0].shape)
+        ### END YOUR SOLUTION
+
+
+def broadcast_to(a: Tensor, shape: Shape) -> Tensor:
+    return BroadcastTo(shape)(a)
+
+
+class Summation(TensorOp):
+    """Sum over ``axes`` (None: all; an int; or a tuple), which disappear from the shape.
+
+    Gradient: every summed element gets ``g``: reshape ``g`` with the summed axes kept as
+    size 1, then broadcast it to the input's shape.
+    """
+
+    def __init__(self, axes: Axes = None):
+        self.axes = axes
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw1)
+        axes = _normalize_axes(self.axes, a.ndim)
+        if not axes:  # sum over no axis: nothing to add up
+            return a
+        return array_api.sum(a, axis=axes)
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        input_shape = node.inputs[0].shape
+        axes = _normalize_axes(self.axes, len(input_shape))
+        kept = tuple(1 if i in axes else n for i, n in enumerate(input_shape))
+        return broadcast_to(reshape(out_grad, kept), input_shape)
+        ### END YOUR SOLUTION
+
+
+def summation(a: Tensor, axes: Axes = None) -> Tensor:
+    return Summation(axes)(a)
+
+
+class MatMul(TensorOp):
+    """Matrix product ``a @ b`` of operands with at least 2 dimensions.
+
+    Leading (batch) dimensions broadcast as in numpy, so ``(m, k) @ (B, k, n)`` and
+    ``(B1, B2, m, k) @ (k, n)`` both work. Gradient: ``(g @ bᵀ, aᵀ @ g)``, each summed over
+    the batch dimensions its operand was broadcast along.
+    """
+
+    def compute(self, a, b):
+        ### BEGIN YOUR SOLUTION (hw1)
+        if a.ndim < 2 or b.ndim < 2:
+            raise ValueError(
+                f"MatMul needs operands with at least 2 dimensions, got {a.shape} @ {b.shape}; "
+                "reshape a vector to (1, n) or (n, 1)"
+            )
+        if a.shape[-1] != b.shape[-2]:
+            raise ValueError(f"MatMul: inner dimensions differ in {a.shape} @ {b.shape}")
+        return array_api.matmul(a, b)
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw1)
+        a, b = node.inputs
+        grad_a = matmul(out_grad, transpose(b))
+        grad_b = matmul(transpose(a), out_grad)
+        return _sum_to_shape(grad_a, a.shape), _sum_to_shape(grad_b, b.shape)
+        ### END YOUR SOLUTION
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    return MatMul()(a, b)
+
+
+# ---- stacking and splitting -----------------------------------------------------------------
+
+
+class Stack(TensorOp):
+    """Stack tensors of equal shape along a NEW axis ``axis``.
+
+    Input: one ``TensorTuple`` (use the ``stack(list, axis)`` helper). Gradient:
+    ``split(g, axis)``, one slice per input.
+    """
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def compute(self, args):
+        ### BEGIN YOUR SOLUTION (hw4)
+        if len(args) == 0:
+            raise ValueError("Stack needs at least one tensor")
+        shape = tuple(args[0].shape)
+        for i, arg in enumerate(args):
+            if tuple(arg.shape) != shape:
+                raise ValueError(
+                    f"Stack needs tensors of one shape: element 0 is {shape}, "
+                    f"element {i} is {tuple(arg.shape)}"
+                )
+        return array_api.stack(tuple(args), axis=_normalize_axis(self.axis, len(shape) + 1))
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return split(out_grad, self.axis)
+        ### END YOUR SOLUTION
+
+
+def stack(args: Union[Sequence[Tensor], TensorTuple], axis: int) -> Tensor:
+    """Stack a list of equal-shape tensors (or a ``TensorTuple``) along a new axis."""
+    if not isinstance(args, TensorTuple):
+        args = make_tuple(*args)
+    return Stack(axis)(args)
+
+
+class Split(TensorTupleOp):
+    """Cut a tensor into its slices along ``axis``, which disappears: a ``TensorTuple`` of
+    ``a.shape[axis]`` tensors. Inverse of ``Stack``; gradient: ``stack(g, axis)``."""
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return tuple(array_api.unstack(a, axis=_normalize_axis(self.axis, a.ndim)))
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: TensorTuple, node: TensorTuple):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return stack(out_grad, self.axis)
+        ### END YOUR SOLUTION
+
+
+def split(a: Tensor, axis: int) -> TensorTuple:
+    return Split(axis)(a)
+
+
+# ---- convolution and its helpers ----------------------------------------------------------
+
+
+class Flip(TensorOp):
+    """Reverse the order of elements along ``axes`` (an int or a tuple).
+
+    Gradient: flip ``g`` along the same axes.
+    """
+
+    def __init__(self, axes: Axes):
+        self.axes = axes
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return array_api.flip(a, _normalize_axes(self.axes, a.ndim))
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return flip(out_grad, self.axes)
+        ### END YOUR SOLUTION
+
+
+def flip(a: Tensor, axes: Axes) -> Tensor:
+    return Flip(axes)(a)
+
+
+def _dilated_axes(axes: Axes, ndim: int) -> Tuple[int, ...]:
+    """The axes a dilation applies to: out-of-range axes are ignored (as in the course)."""
+    if isinstance(axes, numbers.Integral):
+        axes = (axes,)
+    return tuple(sorted({axis % ndim for axis in axes if -ndim <= axis < ndim}))
+
+
+class Dilate(TensorOp):
+    """Insert ``dilation`` zeros after every element along each of ``axes``.
+
+    An axis of length n becomes n * (dilation + 1) long (so the zeros trail the last element
+    too). Axes beyond the tensor's dimensions are ignored. Gradient: ``undilate(g)``.
+    Example: ``dilate([1, 2], axes=(0,), dilation=1) = [1, 0, 2, 0]``.
+    """
+
+    def __init__(self, axes: Tuple[int, ...], dilation: int):
+        if dilation < 0:
+            raise ValueError(f"dilation must be >= 0, got {dilation}")
+        self.axes = axes
+        self.dilation = dilation
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw4)
+        axes = _dilated_axes(self.axes, a.ndim)
+        if self.dilation == 0 or not axes:
+            return a
+        step = self.dilation + 1
+        shape = tuple(n * step if i in axes else n for i, n in enumerate(a.shape))
+        out = array_api.zeros(shape, dtype=a.dtype, device=a.device)
+        out[tuple(slice(None, None, step) if i in axes else slice(None) for i in range(a.ndim))] = a
+        return out
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return undilate(out_grad, self.axes, self.dilation)
+        ### END YOUR SOLUTION
+
+
+def dilate(a: Tensor, axes: Tuple[int, ...], dilation: int) -> Tensor:
+    return Dilate(axes, dilation)(a)
+
+
+class UnDilate(TensorOp):
+    """Keep every ``(dilation + 1)``-th element along ``axes``: the inverse of ``Dilate``.
+
+    Each such axis must have a length divisible by ``dilation + 1`` (as ``dilate`` makes);
+    axes beyond the tensor's dimensions are ignored. Gradient: ``dilate(g)``.
+    """
+
+    def __init__(self, axes: Tuple[int, ...], dilation: int):
+        if dilation < 0:
+            raise ValueError(f"dilation must be >= 0, got {dilation}")
+        self.axes = axes
+        self.dilation = dilation
+
+    def compute(self, a):
+        ### BEGIN YOUR SOLUTION (hw4)
+        axes = _dilated_axes(self.axes, a.ndim)
+        if self.dilation == 0 or not axes:
+            return a
+        step = self.dilation + 1
+        for axis in axes:
+            if a.shape[axis] % step:
+                raise ValueError(
+                    f"UnDilate: axis {axis} has length {a.shape[axis]}, not a multiple of "
+                    f"dilation + 1 = {step} (undilate inverts dilate)"
+                )
+        return a[
+            tuple(slice(None, None, step) if i in axes else slice(None) for i in range(a.ndim))
+        ]
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw4)
+        return dilate(out_grad, self.axes, self.dilation)
+        ### END YOUR SOLUTION
+
+
+def undilate(a: Tensor, axes: Tuple[int, ...], dilation: int) -> Tensor:
+    return UnDilate(axes, dilation)(a)
+
+
+Padding = Union[int, Tuple[Tuple[int, int], Tuple[int, int]]]
+
+
+def _spatial_padding(padding: Padding) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """``padding`` as ``((top, bottom), (left, right))``."""
+    if isinstance(padding, numbers.Integral):
+        return (int(padding), int(padding)), (int(padding), int(padding))
+    (top, bottom), (left, right) = padding
+    return (int(top), int(bottom)), (int(left), int(right))
+
+
+class Conv(TensorOp):
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    ``out[n, i, j, o] = Σ_{di, dj, c} x[n, i*s + di, j*s + dj, c] * w[di, dj, c, o]``,
+    where ``x`` is the input zero-padded by ``padding`` and ``s`` is the stride.
+
+    Args:
+        stride: step between neighbouring output positions.
+        padding: zeros added around H and W, either one int for all four sides or
+            ``((top, bottom), (left, right))``; a negative amount crops instead (the
+            gradients use that).
+
+    Shape:
+        input ``(N, H, W, C_in)`` (NHWC), weight ``(K_h, K_w, C_in, C_out)``, output
+        ``(N, (H + top + bottom - K_h) // s + 1, (W + left + right - K_w) // s + 1, C_out)``.
+    """
+
+    def __init__(self, stride: int = 1, padding: Padding = 0):
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        self.stride = stride
+        self.padding = padding
+
+    def compute(self, a, b):
+        ### BEGIN YOUR SOLUTION (hw4)
+        if a.ndim != 4 or b.ndim != 4:
+            raise ValueError(
+                f"Conv takes an NHWC input and (K, K, C_in, C_out) weights, got {a.shape} "
+                f"and {b.shape}"
+            )
+        kernel_h, kernel_w, channels_in, channels_out = b.shape
+        if a.shape[3] != channels_in:
+            raise ValueError(f"Conv: input has {a.shape[3]} channels, weights {channels_in}")
+        pad_h, pad_w = _spatial_padding(self.padding)
+        a = _pad_or_crop(a, ((0, 0), pad_h, pad_w, (0, 0)))
+        batch, height, width, _ = a.shape
+        if height < kernel_h or width < kernel_w:
+            raise ValueError(
+                f"Conv: padded input {height}x{width} is smaller than the kernel "
+                f"{kernel_h}x{kernel_w}"
+            )
+        out_h = (height - kernel_h) // self.stride + 1
+        out_w = (width - kernel_w) // self.stride + 1
+        # im2col without copying: a 6-D view whose entry (n, i, j, di, dj, c) is the input
+        # pixel under kernel tap (di, dj) at output position (i, j). Strides in elements of
+        # the compact padded input; the stride of the conv is a bigger step over i and j.
+        stride_n, stride_h, stride_w = (
+            height * width * channels_in,
+            width * channels_in,
+            channels_in,
+        )
+        patches = _as_strided(
+            a,
+            (batch, out_h, out_w, kernel_h, kernel_w, channels_in),
+            (
+                stride_n,
+                stride_h * self.stride,
+                stride_w * self.stride,
+                stride_h,
+                stride_w,
+                1,
+            ),
+        )
+        patch_size = kernel_h * kernel_w * channels_in
+        # One matmul: each row is one output pixel's receptive field (this reshape copies).
+        columns = array_api.reshape(patches, (batch * out_h * out_w, patch_size))
+        out = array_api.matmul(columns, array_api.reshape(b, (patch_size, channels_out)))
+        return array_api.reshape(out, (batch, out_h, out_w, channels_out))
+        ### END YOUR SOLUTION
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        ### BEGIN YOUR SOLUTION (hw4)
+        x, weight = node.inputs
+        kernel_h, kernel_w, _, _ = weight.shape
+        (top, bottom), (left, right) = _spatial_padding(self.padding)
+        stride = self.stride
+        # Put the output adjoint back on the input grid: g[i] belongs at padded row i*s.
+        # dilate leaves s - 1 zeros after the last row too; `extra_*` of them fall beyond the
+        # bottom/right edge of the padded input and are cut off by the paddings below.
+        grad = dilate(out_grad, (1, 2), stride - 1)
+        extra_h = stride - 1 - (x.shape[1] + top + bottom - kernel_h) % stride
+        extra_w = stride - 1 - (x.shape[2] + left + right - kernel_w) % stride
+
+        # d/dx: correlate the dilated adjoint with the kernel flipped in space and with its
+        # channels swapped ("full" padding K - 1 on each side), then remove the forward
+        # padding again (negative padding crops).
+        flipped = transpose(flip(weight, (0, 1)), (2, 3))  # (K_h, K_w, C_out, C_in)
+        grad_x = conv(
+            grad,
+            flipped,
+            stride=1,
+            padding=(
+                (kernel_h - 1 - top, kernel_h - 1 - bottom - extra_h),
+                (kernel_w - 1 - left, kernel_w - 1 - right - extra_w),
+            ),
+        )
+
+        # d/dw: a correlation of the input with the dilated adjoint, in which the batch axis
+        # plays the role of the channels that get summed.
+        x_t = transpose(x, (0, 3))  # (C_in, H, W, N)
+        grad_t = transpose(transpose(grad, (0, 1)), (1, 2))  # (H', W', N, C_out)
+        grad_w = conv(
+            x_t, grad_t, stride=1, padding=((top, bottom + extra_h), (left, right + extra_w))
+        )  # (C_in, K_h, K_w, C_out)
+        grad_w = transpose(transpose(grad_w, (0, 1)), (1, 2))  # (K_h, K_w, C_in, C_out)
+        return grad_x, grad_w
+        ### END YOUR SOLUTION
+
+
+def conv(a: Tensor, b: Tensor, stride: int = 1, padding: Padding = 1) -> Tensor:
+    """``Conv(stride, padding)(a, b)``; note the helper's default ``padding=1`` (the op's is
+    0), kept from the course."""
+    return Conv(stride, padding)(a, b)
