@@ -26,6 +26,11 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError()
 
+    def params_with_grad(self) -> list[Tensor]:
+        """The parameters that received a gradient (the others are left alone)."""
+        # A tensor that never took part in a backward pass has no ``grad`` attribute at all.
+        return [p for p in self.params if getattr(p, "grad", None) is not None]
+
     def reset_grad(self) -> None:
         """Forget every gradient (``p.grad = None``) before the next backward pass."""
         for p in self.params:
@@ -40,13 +45,12 @@ class Optimizer:
             the global norm before clipping.
         """
         ### BEGIN YOUR SOLUTION (hw2)
-        grads = [p.grad for p in self.params if p.grad is not None]
-        total_norm = math.sqrt(sum(float((g.data**2).sum().numpy()) for g in grads))
+        params = self.params_with_grad()
+        total_norm = math.sqrt(sum(float((p.grad.data**2).sum().numpy()) for p in params))
         scale = max_norm / (total_norm + 1e-6)
         if scale < 1.0:
-            for p in self.params:
-                if p.grad is not None:
-                    p.grad = p.grad.data * scale
+            for p in params:
+                p.grad = p.grad.data * scale
         return total_norm
         ### END YOUR SOLUTION
 
@@ -77,9 +81,7 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         ### BEGIN YOUR SOLUTION (hw2)
-        for p in self.params:
-            if p.grad is None:
-                continue
+        for p in self.params_with_grad():
             grad = p.grad.data + self.weight_decay * p.data
             if p in self.u:
                 grad = self.momentum * self.u[p] + (1 - self.momentum) * grad
@@ -132,9 +134,7 @@ class Adam(Optimizer):
         ### BEGIN YOUR SOLUTION (hw2)
         self.t += 1
         beta1, beta2 = self.beta1, self.beta2
-        for p in self.params:
-            if p.grad is None:
-                continue
+        for p in self.params_with_grad():
             grad = p.grad.data + self.weight_decay * p.data
             if p in self.m:
                 m = beta1 * self.m[p] + (1 - beta1) * grad
