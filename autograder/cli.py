@@ -1,0 +1,202 @@
+"""The ``autograder`` command line.
+
+    autograder release HW|all [--out DIR] [--fill]      student release (autograder.release)
+    autograder grade HW SUB... [--jobs N] [--sandbox local|container] [--out DIR]
+    autograder check HW [--dir DIR] [-k EXPR]            students: public tests, sandboxed
+    autograder export HW --gradescope [--out FILE]       a Gradescope autograder zip
+    autograder report DIR                                re-render gradebook.csv + report.html
+    autograder demo [--out DIR]                          the offline platform tour
+    autograder image build [--engine E] [--base-image I] the container sandbox's image
+
+Exit status: 0 when the command did its job (grading a submission that scores 0 is a job
+done), 2 for usage or setup errors (unknown homework, broken probes, no sandbox).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autograder.paths import BUILD_DIR
+
+
+def _homework_and_grader(args):
+    from autograder.grader import Grader, Homework
+    from autograder.sandbox import SandboxLimits, make_sandbox
+
+    homework = Homework.load(args.hw)
+    sandbox = make_sandbox(args.sandbox, engine=getattr(args, "engine", None))
+    limits = SandboxLimits()
+    overrides = {}
+    if getattr(args, "timeout", None):
+        overrides.update(wall_s=float(args.timeout), cpu_s=int(args.timeout))
+    if getattr(args, "memory_mb", None):
+        overrides["memory_bytes"] = int(args.memory_mb) * 1024 * 1024
+    if overrides:
+        import dataclasses
+
+        limits = dataclasses.replace(limits, **overrides)
+    return Grader(homework, sandbox, limits=limits)
+
+
+def print_score_table(results: list[dict], stream=sys.stdout) -> None:
+    """A plain-text table: submission, score, and each unit's score."""
+    if not results:
+        return
+    units = [t["name"] for t in results[0]["tests"] if t.get("max_score")]
+    names = [r["extra_data"].get("submission", "?") for r in results]
+    width = max(10, *(len(n) for n in names))
+    header = f"{'submission':<{width}}  {'score':>9}  " + "  ".join(
+        f"{u:>{max(6, len(u))}}" for u in units
+    )
+    print(header, file=stream)
+    print("-" * len(header), file=stream)
+    for name, result in zip(names, results):
+        by_name = {t["name"]: t for t in result["tests"]}
+        cells = "  ".join(
+            f"{by_name[u]['score'] if u in by_name else 0:>{max(6, len(u))}g}" for u in units
+        )
+        score = f"{result['score']:g}/{result['max_score']:g}"
+        print(f"{name:<{width}}  {score:>9}  {cells}", file=stream)
+
+
+def cmd_grade(args) -> int:
+    from autograder.grader import GraderSetupError
+
+    try:
+        grader = _homework_and_grader(args)
+    except (GraderSetupError, RuntimeError, ValueError) as error:
+        print(f"autograder: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out or BUILD_DIR / "grades" / args.hw)
+    with grader:
+        if not grader.sandbox.isolated:
+            print(f"WARNING: {grader.sandbox.describe()}", file=sys.stderr)
+        results = grader.grade_batch(
+            args.submissions, out, jobs=args.jobs, resume=not args.no_resume
+        )
+    print_score_table(results)
+    print(
+        f"\nresults: {out}/<submission>/results.json; gradebook: {out}/gradebook.csv; "
+        f"report: {out}/report.html"
+    )
+    return 0
+
+
+def cmd_report(args) -> int:
+    from autograder.report import rerender
+
+    try:
+        path = rerender(Path(args.dir))
+    except FileNotFoundError as error:
+        print(f"autograder: {error}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def cmd_release(argv: list[str]) -> int:
+    from autograder.release import main as release_main
+
+    return release_main(argv)
+
+
+def cmd_demo(args) -> int:
+    from autograder.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+def cmd_check(args) -> int:
+    from autograder.check import run_check
+
+    return run_check(args.hw, Path(args.dir), args.k, sandbox_kind=args.sandbox)
+
+
+def cmd_export(args) -> int:
+    from autograder.gradescope import export
+
+    if not args.gradescope:
+        print("autograder export: only --gradescope is supported", file=sys.stderr)
+        return 2
+    path = export(args.hw, Path(args.out) if args.out else None)
+    print(path)
+    return 0
+
+
+def cmd_image(args) -> int:
+    from autograder.container import build_image
+
+    image = build_image(engine=args.engine, base_image=args.base_image, local=args.local)
+    print(image)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autograder", description="needle-course: release, grade and report homeworks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("release", help="write a homework's student release", add_help=False)
+
+    grade = sub.add_parser("grade", help="grade submissions with the hidden probes")
+    grade.add_argument("hw", help="homework, e.g. hw1")
+    grade.add_argument("submissions", nargs="+", help="folders, .zip, .tar.gz or .ipynb files")
+    grade.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once")
+    grade.add_argument(
+        "--sandbox",
+        default="local",
+        choices=["local", "container", "bwrap", "unshare", "plain", "docker", "podman"],
+        help="local (bubblewrap/unshare, default) or container (docker/podman)",
+    )
+    grade.add_argument("--engine", choices=["docker", "podman"], help="container engine")
+    grade.add_argument("--out", help="output folder (default: build/grades/HW)")
+    grade.add_argument("--timeout", type=float, help="per-unit wall and CPU limit, seconds")
+    grade.add_argument("--memory-mb", type=int, help="per-process memory limit")
+    grade.add_argument(
+        "--no-resume", action="store_true", help="regrade submissions already graded"
+    )
+
+    check = sub.add_parser("check", help="students: run the public tests of a release, sandboxed")
+    check.add_argument("hw")
+    check.add_argument("--dir", default=".", help="the release folder (default: .)")
+    check.add_argument("-k", default=None, help="pytest -k expression")
+    check.add_argument("--sandbox", default="local", choices=["local", "plain"])
+
+    export = sub.add_parser("export", help="export a Gradescope autograder")
+    export.add_argument("hw")
+    export.add_argument("--gradescope", action="store_true", help="Gradescope zip")
+    export.add_argument("--out", help="zip path (default: build/gradescope/HW.zip)")
+
+    report = sub.add_parser("report", help="re-render gradebook.csv and report.html")
+    report.add_argument("dir")
+
+    demo = sub.add_parser("demo", help="the offline platform tour")
+    demo.add_argument("--out", default=str(BUILD_DIR / "demo"))
+
+    image = sub.add_parser("image", help="container image of the grader")
+    image.add_argument("action", choices=["build"])
+    image.add_argument("--engine", choices=["docker", "podman"])
+    image.add_argument("--base-image", default=None, help="Dockerfile BASE_IMAGE")
+    image.add_argument(
+        "--local", action="store_true", help="import a local root file system (no registry)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "release":
+        return cmd_release(argv[1:])
+    args = build_parser().parse_args(argv)
+    handlers = {
+        "grade": cmd_grade,
+        "report": cmd_report,
+        "demo": cmd_demo,
+        "check": cmd_check,
+        "export": cmd_export,
+        "image": cmd_image,
+    }
+    return handlers[args.command](args)

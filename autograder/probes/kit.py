@@ -1,0 +1,121 @@
+"""The probe kit: what a hidden probe module imports.
+
+A probe is a small function tagged with the grading unit it belongs to. It builds fixed,
+seeded inputs, calls the submission, and *returns an answer*: plain data (numbers, strings,
+lists, dicts, numpy arrays, shapes, dtype names). It never asserts and never knows the right
+answer: the trusted grader compares what it returns with what the same probe returned on the
+reference library.
+
+This module runs on both sides of the trust boundary (inside the sandbox, where it is the only
+piece of the autograder package that is visible, and in the grader, which reads the probes'
+metadata), so it depends on the standard library and numpy only.
+
+Example::
+
+    from autograder.probes.kit import probe, randn
+
+    @probe("forward", rtol=1e-5)
+    def divide_scalar():
+        import needle as ndl   # import the submission inside the probe, never at module level
+
+        x = ndl.Tensor(randn(3, 4, seed=11))
+        return ndl.divide_scalar(x, 2.5).numpy()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+PROBE_ATTRIBUTE = "__needle_probe__"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeInfo:
+    """Metadata of one probe (one graded case).
+
+    Attributes:
+        unit: the grading unit (a COURSE.md Appendix A selector such as ``"forward"``).
+        name: the probe function's name; it names the case in feedback.
+        rtol, atol: tolerance for numbers and arrays:
+            ``|got - expected| <= atol + rtol * |expected|``.
+        check_dtype: also require array dtypes to match the reference exactly.
+        weight: relative weight of the case inside its unit.
+    """
+
+    unit: str
+    name: str
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    check_dtype: bool = False
+    weight: float = 1.0
+
+
+def probe(
+    unit: str,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    check_dtype: bool = False,
+    weight: float = 1.0,
+) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Tag a zero-argument function as a probe of ``unit``."""
+
+    def tag(function: Callable[[], Any]) -> Callable[[], Any]:
+        info = ProbeInfo(unit, function.__name__, rtol, atol, check_dtype, weight)
+        setattr(function, PROBE_ATTRIBUTE, info)
+        return function
+
+    return tag
+
+
+def probes_of(module: Any, unit: str | None = None) -> list[tuple[ProbeInfo, Callable[[], Any]]]:
+    """The probes a module defines (all, or those of one unit), in source order."""
+    found = []
+    for value in vars(module).values():
+        info = getattr(value, PROBE_ATTRIBUTE, None)
+        if isinstance(info, ProbeInfo) and (unit is None or info.unit == unit):
+            found.append((value.__code__.co_firstlineno, info, value))
+    found.sort(key=lambda item: item[0])
+    return [(info, function) for _, info, function in found]
+
+
+# --- seeded inputs -------------------------------------------------------------------------
+# Probes seed every input they make, so an answer depends only on the submission.
+
+
+def randn(*shape: int, seed: int, scale: float = 1.0, dtype: str = "float32") -> np.ndarray:
+    """Standard normal samples of ``shape`` from ``np.random.default_rng(seed)``."""
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+
+
+def rand(
+    *shape: int, seed: int, low: float = 0.0, high: float = 1.0, dtype: str = "float32"
+) -> np.ndarray:
+    """Uniform samples in ``[low, high)`` of ``shape`` from ``np.random.default_rng(seed)``."""
+    return np.random.default_rng(seed).uniform(low, high, shape).astype(dtype)
+
+
+def randint(*shape: int, seed: int, low: int, high: int, dtype: str = "int64") -> np.ndarray:
+    """Integers in ``[low, high)`` of ``shape`` from ``np.random.default_rng(seed)``."""
+    return np.random.default_rng(seed).integers(low, high, shape).astype(dtype)
+
+
+def error_name(exception: BaseException) -> str:
+    """The name an answer uses for an exception's type: ``ValueError``, ``needle.x.MyError``."""
+    kind = type(exception)
+    module = getattr(kind, "__module__", "") or ""
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def raises(function: Callable[[], Any]) -> str | None:
+    """Call ``function``; the answer is the name of the exception it raised, or None.
+
+    Use it for probes whose right answer is an error (``reshape`` to an impossible shape)."""
+    try:
+        function()
+    except Exception as exception:  # the probe's answer is the kind of failure
+        return error_name(exception)
+    return None

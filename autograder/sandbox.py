@@ -1,0 +1,554 @@
+"""Sandboxes: run one command on a submission with no way out and bounded resources.
+
+Every backend runs a command in a *view* of the file system made of a few mounts (the
+submission workspace, the probe runner, an answers folder, the Python runtime) and
+nothing else of the grader's machine, under these limits (``SandboxLimits``): wall time
+(the process group is killed), CPU time, address space, processes, file size, open files,
+``/tmp`` size and captured output.
+
+Backends, from the strongest to the weakest:
+
+- ``BwrapSandbox`` (``local``, the default): bubblewrap. New user, mount, PID, network, IPC,
+  UTS and cgroup namespaces; every capability dropped; ``no_new_privs``; a read-only system
+  (``/usr``) and runtime; a private size-limited ``/tmp``; no network at all; the sandbox dies
+  with the grader. When the grader runs as root it first becomes ``nobody`` (setpriv), because
+  the kernel does not apply the process limit to root.
+- ``UnshareSandbox`` (``local`` when bubblewrap is missing): util-linux ``unshare`` namespaces
+  and a small shell script that builds the same read-only view with ``mount`` and ``chroot``.
+- ``PlainSandbox``: a subprocess with resource limits only, used when no namespace can be made.
+  It is NOT ISOLATED: the submission could read the grader's files. Every report says so.
+- ``ContainerSandbox`` (``--sandbox container``): docker or podman running the grader image
+  (``docker/grader.Dockerfile``) with ``--network none --read-only --cap-drop ALL``, a non-root
+  user, memory, pids and CPU limits.
+
+The limits inside the sandbox are applied twice: by the launcher where the backend allows, and
+by the probe runner before it imports any student code (``runner.apply_limits``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+MiB = 1024 * 1024
+NOBODY = 65534
+SANDBOX_UID = 1000  # the uid the submission sees inside the namespaces / container
+
+# Inside paths: the same in every isolating backend.
+WORK = "/work"  # the submission workspace (read-only while probes run)
+GRADER = "/grader"  # the runner, the probe kit, the probes of ONE unit, the run's config
+OUT = "/out"  # the only writable place besides /tmp: where answers go
+RUNTIME = "/opt/runtime"  # the Python interpreter and its standard library
+SITE = "/opt/site"  # numpy, pybind11 headers
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one sandboxed run (one probe group, or one build)."""
+
+    wall_s: float = 60.0
+    cpu_s: int = 60
+    memory_bytes: int = 2048 * MiB  # address space per process
+    processes: int = 64  # processes + threads, per sandbox
+    file_size_bytes: int = 64 * MiB
+    open_files: int = 256
+    tmp_bytes: int = 64 * MiB
+    output_bytes: int = 1 * MiB  # captured stdout+stderr; more kills the run
+
+    def rlimits(self) -> dict:
+        """The limits the runner applies with setrlimit (names as in ``runner.py``)."""
+        return {
+            "cpu_s": self.cpu_s,
+            "address_space_bytes": self.memory_bytes,
+            "processes": self.processes,
+            "file_size_bytes": self.file_size_bytes,
+            "open_files": self.open_files,
+            "core_bytes": 0,
+        }
+
+    def describe(self) -> str:
+        return (
+            f"wall {self.wall_s:g} s, CPU {self.cpu_s} s, memory {self.memory_bytes // MiB} MiB, "
+            f"{self.processes} processes, files {self.file_size_bytes // MiB} MiB, "
+            f"output {self.output_bytes // 1024} KiB"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    """``source`` (a host path) appears at ``target`` inside the sandbox."""
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
+@dataclasses.dataclass
+class RunResult:
+    """How a sandboxed run ended. ``limit`` names the limit that stopped it, if any."""
+
+    returncode: int | None
+    wall_s: float
+    output_head: str
+    output_tail: str
+    output_bytes: int
+    timed_out: bool = False
+    output_exceeded: bool = False
+    limit: str | None = None
+    error: str | None = None  # the sandbox itself failed to start
+
+    @property
+    def signal(self) -> int | None:
+        code = self.returncode
+        if code is None:
+            return None
+        if code < 0:
+            return -code
+        if code > 128 and code - 128 < 65:  # bwrap, shells and container engines: 128 + signal
+            return code - 128
+        return None
+
+    @property
+    def output(self) -> str:
+        if self.output_tail:
+            return f"{self.output_head}\n[... output cut ...]\n{self.output_tail}"
+        return self.output_head
+
+
+def describe_end(result: RunResult, limits: SandboxLimits) -> str:
+    """A sentence saying why a run stopped, naming the limit that was hit."""
+    if result.error:
+        return f"the sandbox could not run: {result.error}"
+    if result.timed_out:
+        return f"stopped: wall-clock time limit of {limits.wall_s:g} s exceeded"
+    if result.output_exceeded:
+        return f"stopped: output limit of {limits.output_bytes // 1024} KiB exceeded"
+    sig = result.signal
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and result.limit == "cpu"):
+        return f"stopped: CPU time limit of {limits.cpu_s} s exceeded"
+    if sig == signal.SIGXFSZ:
+        return f"stopped: file size limit of {limits.file_size_bytes // MiB} MiB exceeded"
+    if sig == signal.SIGKILL:
+        return (
+            "killed (SIGKILL): most likely the memory limit "
+            f"of {limits.memory_bytes // MiB} MiB was exceeded"
+        )
+    if sig == signal.SIGSEGV:
+        return "crashed: segmentation fault (SIGSEGV)"
+    if sig == signal.SIGABRT:
+        return "crashed: aborted (SIGABRT)"
+    if sig == signal.SIGBUS:
+        return "crashed: bus error (SIGBUS)"
+    if sig is not None:
+        return f"killed by signal {signal.Signals(sig).name}"
+    if result.returncode not in (0, None):
+        return f"exited early with status {result.returncode}"
+    return "finished"
+
+
+class Sandbox:
+    """A way to run a command in an isolated view of the file system."""
+
+    kind = "abstract"
+    isolated = True  # False: the submission can see the host; reports carry a warning
+    remaps_paths = True  # False: mounts are not made; commands use host paths
+
+    def describe(self) -> str:
+        return self.kind
+
+    def view(self, mounts: list[Mount], inside: str) -> str:
+        """The path the sandboxed process uses for the inside path ``inside``."""
+        if self.remaps_paths:
+            return inside
+        for mount in sorted(mounts, key=lambda m: -len(m.target)):
+            if inside == mount.target or inside.startswith(mount.target + "/"):
+                return str(mount.source) + inside[len(mount.target) :]
+        return inside
+
+    def command(self, argv: list[str], mounts: list[Mount], limits: SandboxLimits, cwd: str):
+        raise NotImplementedError
+
+    def run(
+        self,
+        argv: list[str],
+        mounts: list[Mount],
+        limits: SandboxLimits,
+        cwd: str = WORK,
+        env: dict[str, str] | None = None,
+    ) -> RunResult:
+        """Run ``argv`` (inside paths) with ``mounts`` under ``limits``."""
+        prepare_mount_permissions(mounts)
+        command = self.command(argv, mounts, limits, self.view(mounts, cwd))
+        return run_bounded(
+            command,
+            limits,
+            env=self.launcher_env(env or {}),
+            preexec=self.preexec(limits),
+            cleanup=self.cleanup,
+        )
+
+    def launcher_env(self, env: dict[str, str]) -> dict[str, str]:
+        return {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", **env}
+
+    def preexec(self, limits: SandboxLimits):
+        return None
+
+    def cleanup(self, process: subprocess.Popen) -> None:
+        """Called after the run's process group was killed; container backends stop here."""
+
+
+def prepare_mount_permissions(mounts: list[Mount]) -> None:
+    """Let an unprivileged sandbox user reach the mounted folders (writable ones: write)."""
+    for mount in mounts:
+        if mount.writable:
+            if os.geteuid() == 0:
+                os.chown(mount.source, NOBODY, NOBODY)
+            os.chmod(mount.source, 0o777)
+
+
+def _set_rlimits(limits: SandboxLimits, include_processes: bool) -> None:
+    import resource
+
+    values = {
+        resource.RLIMIT_CPU: limits.cpu_s + 1,  # the runner sets the exact limit
+        resource.RLIMIT_AS: limits.memory_bytes + 256 * MiB,  # the launcher needs a little
+        resource.RLIMIT_FSIZE: limits.file_size_bytes,
+        resource.RLIMIT_NOFILE: max(limits.open_files, 64),
+        resource.RLIMIT_CORE: 0,
+    }
+    if include_processes:
+        values[resource.RLIMIT_NPROC] = limits.processes
+    for which, value in values.items():
+        resource.setrlimit(which, (value, value))
+
+
+def run_bounded(
+    command: list[str],
+    limits: SandboxLimits,
+    env: dict[str, str],
+    preexec=None,
+    cleanup=None,
+) -> RunResult:
+    """Run ``command`` in its own session, capture a bounded amount of its output, and kill
+    its process group at the wall-clock limit or when the output exceeds its limit."""
+    start = time.monotonic()
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=preexec,
+            close_fds=True,
+        )
+    except OSError as error:
+        return RunResult(None, 0.0, "", "", 0, error=f"{command[0]}: {error}")
+
+    keep = 32 * 1024
+    head = bytearray()
+    tail = bytearray()
+    total = 0
+    exceeded = threading.Event()
+
+    def drain() -> None:
+        nonlocal total, tail
+        while True:
+            chunk = process.stdout.read1(65536)
+            if not chunk:
+                return
+            total += len(chunk)
+            if len(head) < keep:
+                room = keep - len(head)
+                head.extend(chunk[:room])
+                chunk = chunk[room:]
+            if chunk:
+                tail.extend(chunk)
+                if len(tail) > keep:
+                    del tail[: len(tail) - keep]
+            if total > limits.output_bytes and not exceeded.is_set():
+                exceeded.set()
+                _kill_group(process)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        process.wait(timeout=limits.wall_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(process)
+        process.wait()
+    if cleanup is not None and (timed_out or exceeded.is_set()):
+        cleanup(process)
+    reader.join(timeout=5)
+    # Nothing of this run may outlive it (a daemon the submission started in our group).
+    _kill_group(process)
+    wall = time.monotonic() - start
+    return RunResult(
+        returncode=process.returncode,
+        wall_s=wall,
+        output_head=head.decode("utf-8", "replace"),
+        output_tail=tail.decode("utf-8", "replace") if total > keep else "",
+        output_bytes=total,
+        timed_out=timed_out,
+        output_exceeded=exceeded.is_set(),
+    )
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _drop_to_nobody() -> list[str]:
+    """Prefix that makes a root grader's sandbox run as ``nobody`` (the kernel never applies
+    RLIMIT_NPROC to root, so a fork bomb would otherwise go unchecked)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return []
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+
+
+def _system_binds() -> list[list[str]]:
+    """Read-only binds of the system (programs and shared libraries), nothing else of /."""
+    args = []
+    for name in ("usr", "lib", "lib64", "lib32", "bin", "sbin"):
+        path = Path("/" + name)
+        if path.is_symlink():
+            args.append(["--symlink", os.readlink(path), str(path)])
+        elif path.is_dir():
+            args.append(["--ro-bind", str(path), str(path)])
+    for path in ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d"):
+        if os.path.exists(path):
+            args.append(["--ro-bind", path, path])
+    return args
+
+
+class BwrapSandbox(Sandbox):
+    kind = "bwrap"
+
+    def __init__(self, bwrap: str):
+        self.bwrap = bwrap
+
+    def describe(self) -> str:
+        who = "nobody" if _drop_to_nobody() else "the grader's user"
+        return (
+            "bubblewrap (user/mount/pid/net/ipc/uts namespaces, no capabilities, read-only "
+            f"system, private /tmp, no network; runs as {who})"
+        )
+
+    def command(self, argv, mounts, limits, cwd):
+        command = [*_drop_to_nobody(), self.bwrap, "--unshare-all", "--unshare-user"]
+        command += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+        command += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
+        command += ["--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp"]
+        command += ["--setenv", "LANG", "C.UTF-8"]
+        for bind in _system_binds():
+            command += bind
+        command += ["--proc", "/proc", "--dev", "/dev"]
+        command += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+        for mount in mounts:
+            command += [
+                "--bind" if mount.writable else "--ro-bind",
+                str(mount.source),
+                mount.target,
+            ]
+        command += ["--chdir", cwd, "--", *argv]
+        return command
+
+    def preexec(self, limits):
+        return functools.partial(_set_rlimits, limits, False)
+
+
+UNSHARE_SCRIPT = r"""
+set -eu
+# The new root: a fresh tmpfs over $1, an existing folder that holds none of the sources (the
+# tmpfs exists in this mount namespace only).
+root="$1"
+mount -t tmpfs -o size=1m,mode=0755 sandbox-root "$root"
+shift
+while [ "$1" != "--" ]; do
+  kind=$1; source=$2; target=$3; shift 3
+  case "$kind" in
+    link) mkdir -p "$root$(dirname "$target")"; ln -s "$source" "$root$target";;
+    ro|rw) if [ -d "$source" ]; then mkdir -p "$root$target"; else
+             mkdir -p "$root$(dirname "$target")"; : > "$root$target"; fi
+           mount --rbind "$source" "$root$target"
+           if [ "$kind" = ro ]; then mount -o remount,bind,ro "$root$target"; fi;;
+    tmp) mkdir -p "$root$target"; mount -t tmpfs -o "size=$source,mode=1777" tmp "$root$target";;
+  esac
+done
+shift
+mkdir -p "$root/proc" "$root/dev"
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+mount -o remount,ro,bind "$root"
+cd "$root"
+exec chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 \
+  setpriv --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"
+"""
+
+
+class UnshareSandbox(Sandbox):
+    """Namespaces with util-linux ``unshare``; the view is built by a small mount script."""
+
+    kind = "unshare"
+
+    def describe(self) -> str:
+        return "unshare namespaces (user/mount/pid/net/ipc/uts, chroot view, no capabilities)"
+
+    def command(self, argv, mounts, limits, cwd):
+        specs: list[str] = []
+        for kind, *spec in _system_binds():
+            if kind == "--symlink":
+                specs += ["link", spec[0], spec[1]]
+            else:
+                specs += ["ro", spec[0], spec[1]]
+        specs += ["tmp", str(limits.tmp_bytes), "/tmp"]
+        for mount in mounts:
+            specs += ["rw" if mount.writable else "ro", str(mount.source), mount.target]
+        inner = ["/bin/sh", "-c", f'cd "{cwd}" && exec "$@"', "sh", *argv]
+        sources = [str(m.source) for m in mounts]
+        scratch = next(
+            (
+                path
+                for path in ("/mnt", "/media", "/srv", "/opt", "/var/tmp", "/home")
+                if os.path.isdir(path) and not any(s.startswith(path + "/") for s in sources)
+            ),
+            "/mnt",
+        )
+        return [
+            *_drop_to_nobody(),
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--net",
+            "--pid",
+            "--ipc",
+            "--uts",
+            "--fork",
+            "--kill-child",
+            "/bin/sh",
+            "-c",
+            UNSHARE_SCRIPT,
+            "unshare-sandbox",
+            scratch,
+            *specs,
+            "--",
+            *inner,
+        ]
+
+    def preexec(self, limits):
+        return functools.partial(_set_rlimits, limits, False)
+
+
+class PlainSandbox(Sandbox):
+    """No isolation: resource limits and a separate process only."""
+
+    kind = "plain"
+    isolated = False
+    remaps_paths = False
+
+    def __init__(self, reason: str = ""):
+        self.reason = reason
+
+    def describe(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return f"NOT ISOLATED: plain subprocess with resource limits only{why}"
+
+    def command(self, argv, mounts, limits, cwd):
+        return [*_drop_to_nobody(), "/bin/sh", "-c", 'cd "$0" && exec "$@"', cwd, *argv]
+
+    def preexec(self, limits):
+        return functools.partial(_set_rlimits, limits, False)
+
+
+class TrustedRunner(PlainSandbox):
+    """Runs *reference* code to compute reference answers: trusted, so no isolation needed,
+    but with the same limits (a bug in a probe must not hang the grader)."""
+
+    kind = "trusted"
+
+    def describe(self) -> str:
+        return "trusted subprocess (reference answers)"
+
+    def command(self, argv, mounts, limits, cwd):
+        return ["/bin/sh", "-c", 'cd "$0" && exec "$@"', cwd, *argv]
+
+
+# --- selection -----------------------------------------------------------------------------
+
+
+def _works(sandbox: Sandbox) -> str | None:
+    """None when ``sandbox`` can run a trivial command, else why not."""
+    with tempfile.TemporaryDirectory(prefix="ag-probe-") as scratch:
+        os.chmod(scratch, 0o755)
+        mounts = [Mount(Path(scratch), OUT, writable=True)]
+        limits = SandboxLimits(wall_s=20, cpu_s=10, memory_bytes=256 * MiB)
+        marker = sandbox.view(mounts, OUT + "/ok")
+        result = sandbox.run(["/bin/sh", "-c", f"echo ok > {marker}"], mounts, limits, cwd="/")
+        if (Path(scratch) / "ok").exists():
+            return None
+        return (result.error or result.output or f"exit status {result.returncode}").strip()[:300]
+
+
+@functools.cache
+def local_sandbox(allow_unisolated: bool = True) -> Sandbox:
+    """The strongest local sandbox that works on this machine."""
+    reasons = []
+    bwrap = shutil.which("bwrap")
+    if bwrap:
+        candidate = BwrapSandbox(bwrap)
+        problem = _works(candidate)
+        if problem is None:
+            return candidate
+        reasons.append(f"bubblewrap failed: {problem}")
+    else:
+        reasons.append("bubblewrap (bwrap) is not installed")
+    if shutil.which("unshare") and shutil.which("setpriv"):
+        candidate = UnshareSandbox()
+        problem = _works(candidate)
+        if problem is None:
+            return candidate
+        reasons.append(f"unshare failed: {problem}")
+    if not allow_unisolated:
+        raise RuntimeError("no isolating sandbox works here: " + "; ".join(reasons))
+    return PlainSandbox("; ".join(reasons))
+
+
+def make_sandbox(kind: str = "local", engine: str | None = None, image: str | None = None):
+    """The sandbox for ``--sandbox KIND``: ``local`` (auto), ``bwrap``, ``unshare``, ``plain``
+    or ``container`` (with ``engine`` docker/podman and ``image``)."""
+    if kind == "local":
+        return local_sandbox()
+    if kind == "bwrap":
+        bwrap = shutil.which("bwrap")
+        if not bwrap:
+            raise RuntimeError("bubblewrap (bwrap) is not installed")
+        return BwrapSandbox(bwrap)
+    if kind == "unshare":
+        return UnshareSandbox()
+    if kind == "plain":
+        return PlainSandbox("chosen with --sandbox plain")
+    if kind in ("container", "docker", "podman"):
+        from autograder.container import ContainerSandbox
+
+        return ContainerSandbox(
+            engine=engine or (kind if kind != "container" else None), image=image
+        )
+    raise ValueError(f"unknown sandbox {kind!r}: use local, container, bwrap, unshare or plain")
