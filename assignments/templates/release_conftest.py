@@ -28,8 +28,8 @@ def _drop_foreign_needle() -> None:
     """Remove import hooks (e.g. an editable install) that would load another needle."""
     for finder in list(sys.meta_path):
         find_spec = getattr(finder, "find_spec", None)
-        if find_spec is None or not hasattr(finder, "__dict__"):
-            continue  # the interpreter's own finders
+        if find_spec is None or isinstance(finder, type):
+            continue  # the interpreter's own finders are classes (PathFinder, ...)
         try:
             spec = find_spec("needle", None)
         except Exception:  # noqa: BLE001 - a broken finder is not ours to fix
