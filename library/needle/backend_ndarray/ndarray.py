@@ -498,9 +498,12 @@ class NDArray:
         )
 
     def compact(self) -> NDArray:
-        """Itself when compact, else a compact copy."""
+        """Itself when compact, else a compact copy (always with row-major strides)."""
         if self.is_compact():
-            return self
+            if self._strides == _compact_strides(self._shape):
+                return self
+            # Only strides of length-1 axes differ: same buffer, canonical strides.
+            return NDArray.make(self._shape, device=self._device, handle=self._handle)
         return self._copy()
 
     def _copy(self) -> NDArray:
@@ -927,7 +930,7 @@ def _check_same(a: NDArray, b: NDArray) -> None:
 
 
 def _from_numpy(values: np.ndarray, device: BackendDevice) -> NDArray:
-    values = np.ascontiguousarray(values, dtype=np.float32)
+    values = np.asarray(values, dtype=np.float32, order="C")  # (ascontiguousarray makes 0-D 1-D)
     out = NDArray.make(values.shape, device=device)
     device.from_numpy(values, out._handle)
     return out
