@@ -367,10 +367,11 @@ class NDArray:
 
     def __init__(self, other, device: BackendDevice | None = None):
         if isinstance(other, NDArray):
-            if device is None or device == other._device:
+            device = other._device if device is None else _as_device(device)
+            if device == other._device:
                 self._init(other._copy())
             else:
-                self._init(_from_numpy(other.numpy(), _as_device(device)))
+                self._init(_from_numpy(other.numpy(), device))
         else:
             self._init(_from_numpy(np.asarray(other), _as_device(device)))
 
@@ -491,11 +492,12 @@ class NDArray:
     def is_compact(self) -> bool:
         """Whether the array is row-major with offset 0 and owns exactly its elements, i.e.
         a kernel may read its buffer from position 0 as ``size`` consecutive values."""
-        return (
-            self._offset == 0
-            and _is_row_major(self._shape, self._strides)
-            and self._handle.size == math.prod(self._shape)
-        )
+        if self._offset != 0:
+            return False
+        shape, strides = self._shape, self._strides
+        if strides != _compact_strides(shape) and not _is_row_major(shape, strides):
+            return False
+        return self._handle.size == math.prod(shape)
 
     def compact(self) -> NDArray:
         """Itself when compact, else a compact copy (always with row-major strides)."""
@@ -816,7 +818,7 @@ class NDArray:
         return self._ewise_or_scalar(other, self._device.ewise_maximum, self._device.scalar_maximum)
 
     # Comparisons give float32 arrays of 0.0 / 1.0. The backends have == and >=; the others
-    # are derived from them.
+    # are derived from them with as few kernels as possible.
 
     def __eq__(self, other) -> NDArray:  # type: ignore[override]
         return self._ewise_or_scalar(other, self._device.ewise_eq, self._device.scalar_eq)
@@ -827,14 +829,16 @@ class NDArray:
     def __ne__(self, other) -> NDArray:  # type: ignore[override]
         return 1.0 - (self == other)
 
+    def __le__(self, other) -> NDArray:
+        if isinstance(other, NDArray):
+            return other >= self
+        return (-self) >= (-float(other))  # a <= s  ⇔  -a >= -s
+
     def __gt__(self, other) -> NDArray:
-        return (self >= other) * (self != other)
+        return 1.0 - (self <= other)
 
     def __lt__(self, other) -> NDArray:
         return 1.0 - (self >= other)
-
-    def __le__(self, other) -> NDArray:
-        return 1.0 - (self > other)
 
     __hash__ = None  # == is element-wise, so arrays cannot be dict keys (as in numpy)
 
@@ -891,7 +895,8 @@ class NDArray:
     # ---- reductions ---------------------------------------------------------------------------
 
     def sum(self, axis=None, keepdims: bool = False) -> NDArray:
-        """Sum over one axis (an int, negative allowed) or all of them (None).
+        """Sum over one axis (an int, negative allowed; a tuple of axes works too) or all of
+        them (None).
 
         Shape: ``keepdims`` keeps the reduced axis with length 1; ``axis=None`` gives
         ``(1,)`` (or ``(1,) * ndim`` with keepdims) as in the course. (``array_api.sum``

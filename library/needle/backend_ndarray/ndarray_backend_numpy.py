@@ -52,11 +52,16 @@ def _strided_view(
     """A numpy view of ``a`` with element ``[i0, i1, ...]`` at ``offset + sum(i_k * strides[k])``.
 
     numpy counts strides in bytes; needle counts them in elements. A view may step backwards
-    (negative strides, as made by flip), so it is anchored at ``offset`` rather than sliced.
+    (negative strides, as made by flip). numpy checks that every element lies in the buffer.
     """
-    return np.lib.stride_tricks.as_strided(
-        a.array[offset:],
-        shape=tuple(shape),
+    shape = tuple(shape)
+    if 0 in shape:  # no element to read or write; the offset may point past the end
+        return np.empty(shape, dtype=np.float32)
+    return np.ndarray(
+        shape,
+        dtype=np.float32,
+        buffer=a.array,
+        offset=offset * _ITEMSIZE,
         strides=tuple(stride * _ITEMSIZE for stride in strides),
     )
 
