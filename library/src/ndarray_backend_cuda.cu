@@ -499,7 +499,6 @@ constexpr int kMatmulThreadCols = 4;    // outputs per thread, horizontally
 constexpr int kMatmulThreadsY = kMatmulTileRows / kMatmulThreadRows;  // 16
 constexpr int kMatmulThreadsX = kMatmulTileCols / kMatmulThreadCols;  // 16
 constexpr int kMatmulThreads = kMatmulThreadsY * kMatmulThreadsX;     // 256
-constexpr int kMatmulATilePitch = kMatmulTileRows + 2;                // padded row, see above
 static_assert(kMatmulTileRows * kMatmulTileDepth % kMatmulThreads == 0, "a slab per thread");
 static_assert(kMatmulTileDepth * kMatmulTileCols % kMatmulThreads == 0, "b slab per thread");
 
@@ -509,8 +508,9 @@ __global__ void __launch_bounds__(kMatmulThreads)
     MatmulKernel(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b,
                  scalar_t* __restrict__ out, size_t m, size_t n, size_t p) {
   // BEGIN YOUR SOLUTION (hw3)
-  __shared__ scalar_t a_tile[kMatmulTileDepth][kMatmulATilePitch];  // a_tile[k][row]
-  __shared__ scalar_t b_tile[kMatmulTileDepth][kMatmulTileCols];    // b_tile[k][col]
+  constexpr int kATilePitch = kMatmulTileRows + 2;  // padded row length, see above
+  __shared__ scalar_t a_tile[kMatmulTileDepth][kATilePitch];  // a_tile[k][row]
+  __shared__ scalar_t b_tile[kMatmulTileDepth][kMatmulTileCols];  // b_tile[k][col]
 
   const int tid = threadIdx.x;
   const int ty = tid / kMatmulThreadsX;
@@ -614,7 +614,7 @@ void Matmul(const CudaArray& a, const CudaArray& b, CudaArray* out, size_t m, si
 // row; its 32 lanes read 32 neighbouring elements at a time (coalesced), each keeps a running
 // result, and the lanes then combine their results with register shuffles. When there are few
 // long rows (say, the sum of a whole 10^8-element array), a warp per row would leave most of the
-// GPU idle, so each row is first cut into segments of kReduceSegment elements, one warp per
+// GPU idle, so each row is first cut into segments of 4096 elements, one warp per
 // segment writing a partial result to a temporary buffer, which is then reduced the same way.
 
 struct SumReduce {
@@ -628,10 +628,6 @@ struct MaxReduce {
     return (x > y || isnan(x)) ? x : y;
   }
 };
-
-constexpr size_t kReduceWarpMin = kWarpSize;  // rows at least this long get a warp each
-constexpr size_t kReduceFewRows = 1024;       // fewer rows than this: split long rows
-constexpr size_t kReduceSegment = 4096;       // elements per warp when splitting
 
 // One thread per output: out[row] = reduce(a[row * reduce_size + k] for k < reduce_size).
 template <typename Reduce>
@@ -685,9 +681,12 @@ __global__ void ReduceSegmentsPerWarpKernel(const scalar_t* a, scalar_t* out, si
 template <typename Reduce>
 void LaunchReduce(const CudaArray& a, CudaArray* out, size_t reduce_size) {
   // BEGIN YOUR SOLUTION (hw3)
+  constexpr size_t kReduceWarpMin = kWarpSize;  // rows at least this long get a warp each
+  constexpr size_t kReduceFewRows = 1024;       // fewer rows than this: split long rows
+  constexpr size_t kReduceSegment = 4096;       // elements per warp when splitting
+  constexpr size_t kWarpsPerBlock = kBaseThreadNum / kWarpSize;
   const size_t num_rows = out->size;
   if (num_rows == 0) return;
-  constexpr size_t kWarpsPerBlock = kBaseThreadNum / kWarpSize;
   auto launch_warps = [](const scalar_t* input, scalar_t* output, size_t row_length,
                          size_t segment_length, size_t segments_per_row, size_t num_segments) {
     const size_t blocks = (num_segments + kWarpsPerBlock - 1) / kWarpsPerBlock;
