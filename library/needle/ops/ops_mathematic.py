@@ -39,6 +39,8 @@ def _python_scalar(value):
     float64, while ``float32_array * 2.0`` stays float32. Scalar ops keep Python numbers so the
     result keeps the array's dtype on both backends.
     """
+    if type(value) is float or type(value) is int:  # the common case, checked first: it is hot
+        return value
     if isinstance(value, (numpy.generic, numpy.ndarray)) and numpy.ndim(value) == 0:
         value = value.item()
     if not isinstance(value, numbers.Number) or isinstance(value, complex):
