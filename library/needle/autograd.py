@@ -82,6 +82,10 @@ class Value:
         """The node's array, computing it (and any unrealized ancestors) if needed."""
         if self.cached_data is not None:
             return self.cached_data
+        inputs = [x.cached_data for x in self.inputs]
+        if all(data is not None for data in inputs):  # the eager case: one compute, no search
+            self.cached_data = self.op.compute(*inputs)
+            return self.cached_data
         # Lazy mode can leave long chains unrealized: realize them in topological order,
         # without recursion, so deep graphs cannot overflow the stack.
         for node in _unrealized_topo_order(self):
