@@ -812,3 +812,45 @@ def test_tensor_tuple_addition(device):
     first, second = total.tuple()
     np.testing.assert_allclose(first.numpy(), a_np + 2 * b_np, rtol=1e-6)
     np.testing.assert_allclose(second.numpy(), b_np + 3 * a_np, rtol=1e-6)
+
+
+# ---- thorough sweeps (make test-slow) ----------------------------------------------------------
+
+THOROUGH = settings(FAST, max_examples=200)
+
+
+def thorough(test, **strategies):
+    """A many-example twin of a fast property test, run by ``make test-slow``."""
+    return pytest.mark.slow(THOROUGH(given(**strategies)(test.hypothesis.inner_test)))
+
+
+test_transpose_thorough = thorough(test_transpose, data=st.data(), seed=seeds)
+test_reshape_thorough = thorough(test_reshape, shapes_=reshapes(), seed=seeds)
+test_broadcast_to_thorough = thorough(test_broadcast_to, pair=broadcast_pairs(), seed=seeds)
+test_summation_thorough = thorough(test_summation, shape_axes=shape_and_axes(), seed=seeds)
+test_matmul_thorough = thorough(test_matmul, pair=matmul_shapes(), seed=seeds)
+test_logsumexp_thorough = thorough(
+    test_logsumexp, shape_axes=shape_and_axes(min_dims=1), seed=seeds
+)
+test_stack_thorough = thorough(
+    test_stack, data=st.data(), count=st.integers(1, 4), shape=shapes(0, 3), seed=seeds
+)
+test_split_thorough = thorough(test_split, data=st.data(), shape=shapes(1, 4), seed=seeds)
+test_flip_thorough = thorough(test_flip, data=st.data(), shape=shapes(1, 4), seed=seeds)
+test_dilate_and_undilate_thorough = thorough(
+    test_dilate_and_undilate,
+    data=st.data(),
+    shape=shapes(1, 4),
+    dilation=st.integers(0, 2),
+    seed=seeds,
+)
+test_conv_random_shapes_thorough = thorough(
+    test_conv_random_shapes,
+    batch=st.integers(1, 3),
+    size=st.integers(1, 9),
+    channels=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 3),
+    seed=seeds,
+)
