@@ -7,6 +7,7 @@ base (same handle object, offset as numpy's), and setitem must write in place.
 
 import pickle
 
+import needle
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +15,11 @@ from hypothesis import strategies as st
 from needle import backend_ndarray as nd
 from needle.backend_ndarray.ndarray import BackendDevice
 
+# The ``device`` fixture yields the devices of the selected backend; with NEEDLE_BACKEND=np that is
+# numpy's single CPU device, which NDArray does not run on.
+pytestmark = pytest.mark.skipif(
+    needle.BACKEND != "nd", reason="NDArray tests need NEEDLE_BACKEND=nd (the fixture's devices)"
+)
 hw3 = pytest.mark.hw3
 hw4 = pytest.mark.hw4
 
@@ -23,6 +29,16 @@ FEW_EXAMPLES = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+
+
+@pytest.fixture(autouse=True)
+def _device_must_be_available(request):
+    """Fail at once, with the reason, on a device whose backend is not built (rather than once
+    per hypothesis example)."""
+    if "device" in request.fixturenames:
+        device = request.getfixturevalue("device")
+        if not device.enabled():
+            pytest.fail(f"{device!r} is not available: {device.unavailable_reason}")
 
 
 def rand(*shape):
@@ -96,6 +112,22 @@ def test_constructor_copies(device):
     c = nd.NDArray([[1, 2], [3, 4]], device=device)
     assert_same_array(c, np.array([[1, 2], [3, 4]], dtype=np.float32))
     assert nd.asarray(a) is a
+
+
+@hw3
+def test_small_conveniences(device):
+    x = rand(3, 4)
+    a = nd.array(x, device=device)
+    assert_view_of(a.flat, a, x.reshape(-1), x)
+    copied = nd.copy(a.permute((1, 0)))
+    assert copied._handle is not a._handle
+    assert_same_array(copied, x.T.copy())
+    assert nd.empty_like(a).shape == (3, 4) and nd.empty_like(a).device == device
+    np.testing.assert_array_equal(np.asarray(a), x)
+    assert nd.array([[2.5]], device=device).item() == 2.5
+    assert isinstance(a, nd.ndarray)
+    with pytest.raises(ValueError, match="size 1"):
+        a.item()
 
 
 @hw3

@@ -968,6 +968,7 @@ def _reduce(a: NDArray, axes: tuple[int, ...], out_shape: Shape, kernel_name: st
 # =============================================================================================
 
 float32 = np.float32
+ndarray = NDArray  # numpy's name for its array type, for isinstance checks in backend-neutral code
 
 
 def array(a, dtype="float32", device: BackendDevice | None = None) -> NDArray:
