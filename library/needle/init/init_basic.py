@@ -85,14 +85,17 @@ def one_hot(n, i, device=None, dtype="float32", requires_grad=False):
     """
     device = _device_or_default(device)
     labels = i.numpy() if isinstance(i, needle.Tensor) else np.asarray(i)
-    labels = labels.astype("int32")
+    labels = labels.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= n):
         raise ValueError(
             f"one_hot: labels must lie in [0, {n}), got [{labels.min()}, {labels.max()}]"
         )
-    array = device.one_hot(n, labels.reshape(-1), dtype=dtype)
-    if labels.ndim != 1:
-        array = array.reshape(labels.shape + (n,))
+    # Set one entry per row rather than indexing an n x n identity matrix: for a 10,000-word
+    # vocabulary the identity alone would be 400 MB.
+    flat = labels.reshape(-1)
+    rows = np.zeros((flat.size, n), dtype=np.float32)
+    rows[np.arange(flat.size), flat] = 1.0
+    array = rows.reshape(labels.shape + (n,))
     return needle.Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
 
 
