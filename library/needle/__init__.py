@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (import order matters: backends, then autograd, then ops, then the rest)
 """needle: necessary elements of deep learning.
 
 ``import needle as ndl`` gives tensors with reverse-mode autodiff (``ndl.Tensor``), ops
