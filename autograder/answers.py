@@ -1,13 +1,14 @@
 """Reading answers that crossed the sandbox boundary, and comparing them with the reference.
 
-This is the trusted side. An answers folder written inside the sandbox may hold anything the
-submission chose to write there, so it is read as *data only*:
+This is the trusted side. The answer records a sandboxed run sends may hold anything the
+submission chose to send, so they are read as *data only*:
 
-- ``answers.jsonl`` is parsed with ``json`` (bounded size, bounded line count); every value is
-  then validated against the answer grammar of ``runner.py`` (null, bool, int, float, str,
-  list, ``{"$dict": ...}``, ``{"$array": "aN.npy"}``); anything else makes the case invalid;
-- arrays are read with ``np.load(allow_pickle=False)`` from ``.npy`` files whose names match
-  ``a<digits>.npy``, after checking their size; only bool, integer and float dtypes pass.
+- each answer record (a line of the runner's output, bounded in size and number by the
+  sandbox) is parsed with ``json``; every value is then validated against the answer grammar
+  of ``runner.py`` (null, bool, int, float, str, list, ``{"$dict": ...}``, ``{"$npy": ...}``);
+  anything else makes the case invalid;
+- arrays are read with ``np.load(allow_pickle=False)`` from the record's base64 ``.npy``
+  bytes; only bool, integer and float dtypes pass.
 
 No object from the sandbox is ever called, unpickled or compared with ``==`` as an object:
 comparison happens between parsed plain values (an "always equal" object cannot survive
@@ -16,18 +17,16 @@ serialisation), with the type checked before the value.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import io
 import json
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-MAX_ANSWERS_BYTES = 8 * 1024 * 1024
 MAX_ARRAY_BYTES = 64 * 1024 * 1024
 MAX_CASES = 10_000
-ARRAY_NAME = re.compile(r"a\d{1,6}\.npy")
 
 
 class InvalidAnswer(ValueError):
@@ -63,26 +62,22 @@ class UnitAnswers:
 # --- parsing -------------------------------------------------------------------------------
 
 
-def _load_array(folder: Path, name: Any) -> NDArrayAnswer:
-    if not isinstance(name, str) or not ARRAY_NAME.fullmatch(name):
-        raise InvalidAnswer("bad array reference")
-    path = folder / name
-    if path.is_symlink() or not path.is_file():
-        raise InvalidAnswer(f"array file {name} is missing")
-    if path.stat().st_size > MAX_ARRAY_BYTES:
-        raise InvalidAnswer(f"array file {name} is too large")
+def _load_npy(encoded: Any) -> NDArrayAnswer:
+    if not isinstance(encoded, str) or len(encoded) > MAX_ARRAY_BYTES * 4 // 3 + 8:
+        raise InvalidAnswer("bad array")
     try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as error:  # malformed .npy: not an answer
-        raise InvalidAnswer(f"array file {name} is not a valid .npy file ({error})") from None
-    if not isinstance(array, np.ndarray) or type(array) is not np.ndarray:
-        raise InvalidAnswer(f"array file {name} is not a plain array")
+        data = base64.b64decode(encoded.encode("ascii"), validate=True)
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as error:  # malformed: not an answer
+        raise InvalidAnswer(f"an array is not a valid .npy payload ({error})") from None
+    if type(array) is not np.ndarray:
+        raise InvalidAnswer("an array answer is not a plain array")
     if array.dtype.kind not in "biuf":
-        raise InvalidAnswer(f"array file {name} has dtype {array.dtype}")
+        raise InvalidAnswer(f"an array answer has dtype {array.dtype}")
     return NDArrayAnswer(array)
 
 
-def parse_value(raw: Any, folder: Path, depth: int = 0) -> Any:
+def parse_value(raw: Any, depth: int = 0) -> Any:
     """Validate one raw JSON value against the answer grammar and return it parsed."""
     if depth > 25:
         raise InvalidAnswer("answer nested too deeply")
@@ -94,12 +89,12 @@ def parse_value(raw: Any, folder: Path, depth: int = 0) -> Any:
     if kind is float:
         return raw
     if kind is list:
-        return [parse_value(item, folder, depth + 1) for item in raw]
+        return [parse_value(item, depth + 1) for item in raw]
     if kind is dict:
-        if set(raw) == {"$array"}:
-            return _load_array(folder, raw["$array"])
+        if set(raw) == {"$npy"}:
+            return _load_npy(raw["$npy"])
         if set(raw) == {"$dict"} and type(raw["$dict"]) is dict:
-            return {str(k): parse_value(v, folder, depth + 1) for k, v in raw["$dict"].items()}
+            return {str(k): parse_value(v, depth + 1) for k, v in raw["$dict"].items()}
     raise InvalidAnswer(f"value of type {kind.__name__} is not an answer")
 
 
@@ -122,24 +117,16 @@ def _parse_error(raw: Any) -> ErrorAnswer:
     return ErrorAnswer(kind[:200], message[:4000], tuple(parsed))
 
 
-def read_answers(folder: Path, expected_cases: list[str]) -> UnitAnswers:
-    """Parse the answers folder of one run. Never raises on bad content: problems are listed
-    and the affected cases are simply missing."""
+def read_answers(records: list[bytes], expected_cases: list[str]) -> UnitAnswers:
+    """Parse the answer records of one run. Never raises on bad content: problems are
+    listed and the affected cases are simply missing."""
     result = UnitAnswers(cases={})
-    path = folder / "answers.jsonl"
-    if path.is_symlink() or not path.is_file():
-        result.problems.append("no answers were written")
-        return result
-    if path.stat().st_size > MAX_ANSWERS_BYTES:
-        result.problems.append("the answers file is too large; ignored")
-        return result
     wanted = set(expected_cases)
-    text = path.read_bytes().decode("utf-8", "replace")
-    for number, line in enumerate(text.splitlines()[: MAX_CASES + 2]):
+    for number, line in enumerate(records[: MAX_CASES + 2]):
         try:
-            record = json.loads(line)
-        except ValueError:
-            result.problems.append(f"answers line {number + 1} is not JSON")
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            result.problems.append(f"answer record {number + 1} is not JSON")
             continue
         if type(record) is not dict:
             continue
@@ -154,7 +141,7 @@ def read_answers(folder: Path, expected_cases: list[str]) -> UnitAnswers:
             continue  # unknown or repeated case: the first answer counts
         try:
             if record.get("status") == "ok" and "value" in record:
-                result.cases[case] = parse_value(record["value"], folder)
+                result.cases[case] = parse_value(record["value"])
             elif record.get("status") == "error":
                 result.cases[case] = _parse_error(record.get("error"))
             else:

@@ -23,21 +23,16 @@ from autograder.paths import BUILD_DIR
 
 def _homework_and_grader(args):
     from autograder.grader import Grader, Homework
-    from autograder.sandbox import SandboxLimits, make_sandbox
+    from autograder.sandbox import make_sandbox
 
     homework = Homework.load(args.hw)
     sandbox = make_sandbox(args.sandbox, engine=getattr(args, "engine", None))
-    limits = SandboxLimits()
     overrides = {}
     if getattr(args, "timeout", None):
         overrides.update(wall_s=float(args.timeout), cpu_s=int(args.timeout))
     if getattr(args, "memory_mb", None):
         overrides["memory_bytes"] = int(args.memory_mb) * 1024 * 1024
-    if overrides:
-        import dataclasses
-
-        limits = dataclasses.replace(limits, **overrides)
-    return Grader(homework, sandbox, limits=limits)
+    return Grader(homework, sandbox, limit_overrides=overrides)
 
 
 def print_score_table(results: list[dict], stream=sys.stdout) -> None:

@@ -43,10 +43,10 @@ import numpy as np
 from autograder import answers as answer_io
 from autograder.paths import BUILD_DIR, PACKAGE_DIR, REPO_ROOT
 from autograder.probes import KIT_PATH, ProbeSuite, load_suite
+from autograder.runner import RECORD_PREFIX
 from autograder.runtime import Runtime, ensure_runtime
 from autograder.sandbox import (
     GRADER,
-    OUT,
     RUNTIME,
     SITE,
     WORK,
@@ -189,6 +189,7 @@ class Grader:
         sandbox: Sandbox,
         *,
         limits: SandboxLimits | None = None,
+        limit_overrides: dict | None = None,
         build_dir: Path = BUILD_DIR,
         scratch_dir: Path | None = None,
         log: Callable[[str], None] | None = None,
@@ -197,6 +198,10 @@ class Grader:
         self.homework = homework
         self.sandbox = sandbox
         self.limits = limits or SandboxLimits()
+        # Limits set by the person grading (--timeout...) win over a probe module's LIMITS.
+        self.limit_overrides = dict(limit_overrides or {})
+        if self.limit_overrides:
+            self.limits = dataclasses.replace(self.limits, **self.limit_overrides)
         self.build_dir = Path(build_dir)
         self.log = log or (lambda message: print(message, file=sys.stderr))
         self.runtime: Runtime = ensure_runtime(self.build_dir)
@@ -228,16 +233,16 @@ class Grader:
         return path
 
     def unit_limits(self, unit: str) -> SandboxLimits:
-        overrides = self.homework.suite.limits(unit)
+        overrides = {**self.homework.suite.limits(unit), **self.limit_overrides}
         return dataclasses.replace(self.limits, **overrides) if overrides else self.limits
 
-    def _mounts(self, workspace: Path, grader_dir: Path, out_dir: Path, writable_work=False):
+    def _mounts(self, workspace: Path, grader_dir: Path, writable_work=False) -> list[Mount]:
+        """The whole view of a sandboxed run (besides the read-only system and /tmp)."""
         return [
             Mount(self.runtime.python_home, RUNTIME),
             Mount(self.runtime.site, SITE),
             Mount(workspace, WORK, writable=writable_work),
             Mount(grader_dir, GRADER),
-            Mount(out_dir, OUT, writable=True),
         ]
 
     def _python(self, sandbox: Sandbox, mounts: list[Mount]) -> str:
@@ -285,9 +290,7 @@ class Grader:
     def build(self, workspace: Path, sandbox: Sandbox) -> tuple[bool, str]:
         """Compile the workspace's native code in ``sandbox``: (succeeded, log)."""
         scratch = self._new_scratch("build")
-        out_dir = scratch / "out"
-        out_dir.mkdir()
-        mounts = self._mounts(workspace, scratch, out_dir, writable_work=True)
+        mounts = self._mounts(workspace, scratch, writable_work=True)
         commands = self.build_commands(workspace, sandbox, mounts)
         if not commands:
             return True, ""
@@ -319,16 +322,15 @@ class Grader:
         """Run the probes of ``unit`` on ``workspace`` in ``sandbox``; parse what came out."""
         suite = self.homework.suite
         scratch = self._new_scratch(unit)
-        grader_dir, out_dir = scratch / "grader", scratch / "out"
+        grader_dir = scratch / "grader"
         kit_dir = grader_dir / "lib" / "autograder" / "probes"
         kit_dir.mkdir(parents=True)
-        out_dir.mkdir()
         (grader_dir / "lib" / "autograder" / "__init__.py").write_text("")
         (kit_dir / "__init__.py").write_text("")
         shutil.copyfile(KIT_PATH, kit_dir / "kit.py")
         shutil.copyfile(RUNNER_PATH, grader_dir / "runner.py")
         (grader_dir / "probes.py").write_text(suite.unit_source(unit), encoding="utf-8")
-        mounts = self._mounts(workspace, grader_dir, out_dir)
+        mounts = self._mounts(workspace, grader_dir)
         limits = self.unit_limits(unit)
         work = sandbox.view(mounts, WORK)
         env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -339,7 +341,6 @@ class Grader:
         config = {
             "unit": unit,
             "probe_file": sandbox.view(mounts, GRADER) + "/probes.py",
-            "out_dir": sandbox.view(mounts, OUT),
             "sys_path": [
                 sandbox.view(mounts, SITE),
                 *search,
@@ -354,9 +355,10 @@ class Grader:
         argv = [self._python(sandbox, mounts), "-I", "-S", "-B"]
         argv += [sandbox.view(mounts, GRADER) + "/runner.py"]
         argv += [sandbox.view(mounts, GRADER) + "/config.json"]
-        result = sandbox.run(argv, mounts, limits, cwd=WORK)
+        result = sandbox.run(argv, mounts, limits, cwd=WORK, record_prefix=RECORD_PREFIX)
         expected = [info.name for info in suite.cases[unit]]
-        parsed = answer_io.read_answers(out_dir, expected)
+        parsed = answer_io.read_answers(result.records, expected)
+        result.records = []  # parsed; free the memory
         shutil.rmtree(scratch, ignore_errors=True)
         return parsed, result, limits
 

@@ -3,9 +3,13 @@
 It is started inside the sandbox as ``python -I -S -B runner.py CONFIG.json`` and does, in
 order: apply the resource limits (so the student's code starts already bounded), set the
 environment and ``sys.path`` (the submission workspace and the runtime's numpy; nothing else),
-import the probes of ONE unit, call each probe, and append each probe's answer to
-``answers.jsonl`` (arrays as ``.npy`` files next to it) as soon as it is known, so a crash later
-on keeps the answers already written.
+import the probes of ONE unit, call each probe, and send each probe's answer to the grader as
+soon as it is known, so a crash later on keeps the answers already sent.
+
+Answers travel on standard output, one record per line, each line starting with
+``RECORD_PREFIX``; everything else on stdout/stderr is the submission's own output, which the
+grader keeps (bounded) for diagnostics only. There is no writable folder shared with the grader,
+so nothing the submission writes can fill the grader's disk or be mistaken for a result.
 
 Nothing here is trusted. The student's code shares this process and may patch or replace
 any of it; that is fine, because the only thing that leaves the sandbox is data that the
@@ -13,7 +17,7 @@ grader parses strictly (plain JSON, ``np.load(allow_pickle=False)``) and compare
 reference answers the sandbox never sees. This file therefore uses the standard library and
 numpy only, and is written for clarity, not defence.
 
-Answer format (one JSON object per line)::
+Records (JSON objects)::
 
     {"event": "start", "unit": "forward", "cases": ["power_scalar", ...]}
     {"case": "power_scalar", "status": "ok", "value": VALUE}
@@ -22,12 +26,14 @@ Answer format (one JSON object per line)::
     {"event": "done"}
 
 where VALUE is null, a bool, an int, a float, a string, a JSON list of VALUEs, ``{"$dict":
-{str: VALUE}}`` or ``{"$array": "a7.npy"}``.
+{str: VALUE}}`` or ``{"$npy": BASE64}`` (the bytes of a ``.npy`` file).
 """
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -60,23 +66,30 @@ def apply_limits(limits: dict) -> None:
         _, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
-        resource.setrlimit(which, (value, value))
+        # CPU: SIGXCPU at the soft limit names the limit; SIGKILL a second later if ignored.
+        ceiling = value + 1 if key == "cpu_s" else value
+        if hard != resource.RLIM_INFINITY:
+            ceiling = min(ceiling, hard)
+        resource.setrlimit(which, (value, ceiling))
+
+
+RECORD_PREFIX = b"\x1eNEEDLE-ANSWER "
 
 
 class AnswerWriter:
-    """Appends answers to ``answers.jsonl`` and arrays to ``a<N>.npy``."""
+    """Sends answer records to the grader on a private duplicate of standard output."""
 
-    def __init__(self, out_dir: str):
-        self.out_dir = out_dir
-        self.path = os.path.join(out_dir, "answers.jsonl")
-        self.arrays_written = 0
+    def __init__(self):
+        # A duplicate made before any student code runs: redirecting sys.stdout or fd 1
+        # later does not divert the answers. The duplicate is not inherited by subprocesses.
+        self.channel = os.dup(1)
 
     def write(self, record: dict) -> None:
-        line = json.dumps(record, allow_nan=True) + "\n"
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        line = b"\n" + RECORD_PREFIX + json.dumps(record, allow_nan=True).encode() + b"\n"
+        view = memoryview(line)
+        while view:
+            written = os.write(self.channel, view)
+            view = view[written:]
 
     def encode(self, value, depth: int = 0):
         """Turn a probe's return value into the plain-data tree described above."""
@@ -103,10 +116,9 @@ class AnswerWriter:
             array = np.array(value, copy=True)
             if array.dtype.kind not in "biuf":
                 raise TypeError(f"answer array has unsupported dtype {array.dtype}")
-            name = f"a{self.arrays_written}.npy"
-            self.arrays_written += 1
-            np.save(os.path.join(self.out_dir, name), np.ascontiguousarray(array))
-            return {"$array": name}
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            return {"$npy": base64.b64encode(buffer.getvalue()).decode("ascii")}
         if hasattr(value, "numpy") and callable(value.numpy):  # a needle Tensor or NDArray
             return self.encode(np.asarray(value.numpy()), depth + 1)
         raise TypeError(f"a probe answer cannot be a {type(value).__name__}")
@@ -148,7 +160,7 @@ def main(config_path: str) -> None:
     sys.path[:0] = config["sys_path"]
     os.chdir(config["cwd"])
 
-    writer = AnswerWriter(config["out_dir"])
+    writer = AnswerWriter()
     from autograder.probes.kit import probes_of
 
     module = load_probe_module(config["probe_file"])

@@ -45,7 +45,7 @@ SANDBOX_UID = 1000  # the uid the submission sees inside the namespaces / contai
 # Inside paths: the same in every isolating backend.
 WORK = "/work"  # the submission workspace (read-only while probes run)
 GRADER = "/grader"  # the runner, the probe kit, the probes of ONE unit, the run's config
-OUT = "/out"  # the only writable place besides /tmp: where answers go
+# Nothing else is writable but a private, size-limited /tmp; answers travel on stdout.
 RUNTIME = "/opt/runtime"  # the Python interpreter and its standard library
 SITE = "/opt/site"  # numpy, pybind11 headers
 
@@ -61,7 +61,8 @@ class SandboxLimits:
     file_size_bytes: int = 64 * MiB
     open_files: int = 256
     tmp_bytes: int = 64 * MiB
-    output_bytes: int = 1 * MiB  # captured stdout+stderr; more kills the run
+    output_bytes: int = 1 * MiB  # the submission's stdout+stderr; more kills the run
+    answer_bytes: int = 64 * MiB  # answer records sent by the runner; more kills the run
 
     def rlimits(self) -> dict:
         """The limits the runner applies with setrlimit (names as in ``runner.py``)."""
@@ -104,6 +105,7 @@ class RunResult:
     output_exceeded: bool = False
     limit: str | None = None
     error: str | None = None  # the sandbox itself failed to start
+    records: list[bytes] = dataclasses.field(default_factory=list)  # answer records
 
     @property
     def signal(self) -> int | None:
@@ -130,7 +132,10 @@ def describe_end(result: RunResult, limits: SandboxLimits) -> str:
     if result.timed_out:
         return f"stopped: wall-clock time limit of {limits.wall_s:g} s exceeded"
     if result.output_exceeded:
-        return f"stopped: output limit of {limits.output_bytes // 1024} KiB exceeded"
+        return (
+            f"stopped: output limit exceeded ({limits.output_bytes // 1024} KiB of printed "
+            f"output, or {limits.answer_bytes // MiB} MiB of answers)"
+        )
     sig = result.signal
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL and result.limit == "cpu"):
         return f"stopped: CPU time limit of {limits.cpu_s} s exceeded"
@@ -183,8 +188,10 @@ class Sandbox:
         limits: SandboxLimits,
         cwd: str = WORK,
         env: dict[str, str] | None = None,
+        record_prefix: bytes = b"",
     ) -> RunResult:
-        """Run ``argv`` (inside paths) with ``mounts`` under ``limits``."""
+        """Run ``argv`` (inside paths) with ``mounts`` under ``limits``; lines of its output
+        that start with ``record_prefix`` are answer records (``RunResult.records``)."""
         prepare_mount_permissions(mounts)
         command = self.command(argv, mounts, limits, self.view(mounts, cwd))
         return run_bounded(
@@ -193,6 +200,7 @@ class Sandbox:
             env=self.launcher_env(env or {}),
             preexec=self.preexec(limits),
             cleanup=self.cleanup,
+            record_prefix=record_prefix,
         )
 
     def launcher_env(self, env: dict[str, str]) -> dict[str, str]:
@@ -218,7 +226,7 @@ def _set_rlimits(limits: SandboxLimits, include_processes: bool) -> None:
     import resource
 
     values = {
-        resource.RLIMIT_CPU: limits.cpu_s + 1,  # the runner sets the exact limit
+        resource.RLIMIT_CPU: limits.cpu_s + 2,  # the runner sets the exact limit
         resource.RLIMIT_AS: limits.memory_bytes + 256 * MiB,  # the launcher needs a little
         resource.RLIMIT_FSIZE: limits.file_size_bytes,
         resource.RLIMIT_NOFILE: max(limits.open_files, 64),
@@ -230,15 +238,80 @@ def _set_rlimits(limits: SandboxLimits, include_processes: bool) -> None:
         resource.setrlimit(which, (value, value))
 
 
+class OutputDemux:
+    """Splits a sandbox's output stream into answer records (lines that start with the
+    runner's record prefix) and the submission's own output (of which only the first and
+    last ``keep`` bytes are kept). Memory stays bounded whatever the stream holds."""
+
+    def __init__(self, prefix: bytes, keep: int = 32 * 1024, max_record_bytes: int = 0):
+        self.prefix = prefix
+        self.keep = keep
+        self.max_record_bytes = max_record_bytes
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.output_bytes = 0  # bytes that are not answer records
+        self.record_bytes = 0
+        self.records: list[bytes] = []
+        self._line = bytearray()  # the current line while it may still be a record
+        self._state = "start"  # start (undecided) | record | output
+
+    def _output(self, data: bytes) -> None:
+        self.output_bytes += len(data)
+        if len(self.head) < self.keep:
+            room = self.keep - len(self.head)
+            self.head.extend(data[:room])
+            data = data[room:]
+        if data:
+            self.tail.extend(data)
+            if len(self.tail) > self.keep:
+                del self.tail[: len(self.tail) - self.keep]
+
+    def feed(self, data: bytes) -> None:
+        while data:
+            newline = data.find(b"\n")
+            piece, data = (data, b"") if newline < 0 else (data[: newline + 1], data[newline + 1 :])
+            if self._state == "start":
+                self._line.extend(piece)
+                if len(self._line) >= len(self.prefix) or piece.endswith(b"\n"):
+                    if self._line.startswith(self.prefix):
+                        self._state = "record"
+                    else:
+                        self._state = "output"
+                        self._output(bytes(self._line))
+                        self._line.clear()
+            elif self._state == "record":
+                self._line.extend(piece)
+            else:
+                self._output(piece)
+            if self._state == "record" and self.max_record_bytes:
+                if self.record_bytes + len(self._line) > self.max_record_bytes:
+                    self._state = "output"  # over the answer budget: dropped, not kept
+                    self._line.clear()
+            if piece.endswith(b"\n"):
+                if self._state == "record":
+                    record = bytes(self._line[len(self.prefix) :]).rstrip(b"\n")
+                    self.record_bytes += len(record)
+                    self.records.append(record)
+                self._line.clear()
+                self._state = "start"
+
+    def finish(self) -> None:
+        if self._state == "output" or (self._state == "start" and self._line):
+            self._output(bytes(self._line))
+        self._line.clear()
+
+
 def run_bounded(
     command: list[str],
     limits: SandboxLimits,
     env: dict[str, str],
     preexec=None,
     cleanup=None,
+    record_prefix: bytes = b"",
 ) -> RunResult:
-    """Run ``command`` in its own session, capture a bounded amount of its output, and kill
-    its process group at the wall-clock limit or when the output exceeds its limit."""
+    """Run ``command`` in its own session; collect its answer records and a bounded amount
+    of its other output; kill its process group at the wall-clock limit, or when its output
+    or its answers exceed their limits."""
     start = time.monotonic()
     try:
         process = subprocess.Popen(
@@ -254,28 +327,21 @@ def run_bounded(
     except OSError as error:
         return RunResult(None, 0.0, "", "", 0, error=f"{command[0]}: {error}")
 
-    keep = 32 * 1024
-    head = bytearray()
-    tail = bytearray()
-    total = 0
+    demux = OutputDemux(record_prefix or b"\x00" * 64, max_record_bytes=limits.answer_bytes)
     exceeded = threading.Event()
 
     def drain() -> None:
-        nonlocal total, tail
         while True:
             chunk = process.stdout.read1(65536)
             if not chunk:
+                demux.finish()
                 return
-            total += len(chunk)
-            if len(head) < keep:
-                room = keep - len(head)
-                head.extend(chunk[:room])
-                chunk = chunk[room:]
-            if chunk:
-                tail.extend(chunk)
-                if len(tail) > keep:
-                    del tail[: len(tail) - keep]
-            if total > limits.output_bytes and not exceeded.is_set():
+            demux.feed(chunk)
+            too_much = (
+                demux.output_bytes > limits.output_bytes
+                or demux.record_bytes >= limits.answer_bytes
+            )
+            if too_much and not exceeded.is_set():
                 exceeded.set()
                 _kill_group(process)
 
@@ -290,18 +356,21 @@ def run_bounded(
         process.wait()
     if cleanup is not None and (timed_out or exceeded.is_set()):
         cleanup(process)
-    reader.join(timeout=5)
+    reader.join(timeout=10)
     # Nothing of this run may outlive it (a daemon the submission started in our group).
     _kill_group(process)
     wall = time.monotonic() - start
     return RunResult(
         returncode=process.returncode,
         wall_s=wall,
-        output_head=head.decode("utf-8", "replace"),
-        output_tail=tail.decode("utf-8", "replace") if total > keep else "",
-        output_bytes=total,
+        output_head=demux.head.decode("utf-8", "replace"),
+        output_tail=demux.tail.decode("utf-8", "replace")
+        if demux.output_bytes > demux.keep
+        else "",
+        output_bytes=demux.output_bytes,
         timed_out=timed_out,
         output_exceeded=exceeded.is_set(),
+        records=demux.records,
     )
 
 
@@ -361,13 +430,16 @@ class BwrapSandbox(Sandbox):
             command += bind
         command += ["--proc", "/proc", "--dev", "/dev"]
         command += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+        # /dev/shm would otherwise be an unbounded tmpfs inside /dev.
+        command += ["--size", str(MiB), "--tmpfs", "/dev/shm"]
         for mount in mounts:
             command += [
                 "--bind" if mount.writable else "--ro-bind",
                 str(mount.source),
                 mount.target,
             ]
-        command += ["--chdir", cwd, "--", *argv]
+        # The root bwrap builds is a tmpfs; read-only, nothing can be written outside /tmp.
+        command += ["--remount-ro", "/", "--chdir", cwd, "--", *argv]
         return command
 
     def preexec(self, limits):
@@ -395,7 +467,13 @@ done
 shift
 mkdir -p "$root/proc" "$root/dev"
 mount -t proc proc "$root/proc"
-mount --rbind /dev "$root/dev"
+mount -t tmpfs -o size=1m,mode=0755 dev "$root/dev"
+for device in null zero full random urandom tty; do
+  : > "$root/dev/$device"
+  mount --bind "/dev/$device" "$root/dev/$device"
+done
+mkdir -p "$root/dev/shm" && mount -t tmpfs -o size=1m,mode=1777 shm "$root/dev/shm"
+mount -o remount,ro,bind "$root/dev"
 mount -o remount,ro,bind "$root"
 cd "$root"
 exec chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 \
@@ -495,14 +573,16 @@ class TrustedRunner(PlainSandbox):
 
 
 def _works(sandbox: Sandbox) -> str | None:
-    """None when ``sandbox`` can run a trivial command, else why not."""
+    """None when ``sandbox`` can run a trivial command in a view with one mount, else why."""
     with tempfile.TemporaryDirectory(prefix="ag-probe-") as scratch:
         os.chmod(scratch, 0o755)
-        mounts = [Mount(Path(scratch), OUT, writable=True)]
+        (Path(scratch) / "probe").write_text("sandbox-ok\n")
+        os.chmod(Path(scratch) / "probe", 0o644)
+        mounts = [Mount(Path(scratch), GRADER)]
         limits = SandboxLimits(wall_s=20, cpu_s=10, memory_bytes=256 * MiB)
-        marker = sandbox.view(mounts, OUT + "/ok")
-        result = sandbox.run(["/bin/sh", "-c", f"echo ok > {marker}"], mounts, limits, cwd="/")
-        if (Path(scratch) / "ok").exists():
+        probe = sandbox.view(mounts, GRADER + "/probe")
+        result = sandbox.run(["/bin/cat", probe], mounts, limits, cwd="/")
+        if "sandbox-ok" in result.output:
             return None
         return (result.error or result.output or f"exit status {result.returncode}").strip()[:300]
 

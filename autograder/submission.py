@@ -107,15 +107,18 @@ class _Candidates:
             return relative
         return None
 
+    def check_size(self, relative: str, size: int) -> None:
+        if size > self.max_file_bytes and relative != ".assignment.json":
+            raise SubmissionError(
+                f"{relative} is {_size(size)}; the limit for a submitted file is "
+                f"{_size(self.max_file_bytes)}"
+            )
+
     def add(self, relative: str, data: bytes) -> None:
         if relative == ".assignment.json":
             self.metadata = data[:100_000]
             return
-        if len(data) > self.max_file_bytes:
-            raise SubmissionError(
-                f"{relative} is {_size(len(data))}; the limit for a submitted file is "
-                f"{_size(self.max_file_bytes)}"
-            )
+        self.check_size(relative, len(data))
         self.files[relative] = data
 
 
@@ -173,8 +176,7 @@ def _read_directory(root: Path, found: _Candidates) -> None:
         if wanted is None:
             found.others.append(relative)
             continue
-        if path.stat().st_size > found.max_file_bytes:
-            found.add(wanted, b"\0" * (found.max_file_bytes + 1))  # raises with the message
+        found.check_size(wanted, path.stat().st_size)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as handle:
             found.add(wanted, handle.read(found.max_file_bytes + 1))
@@ -200,10 +202,10 @@ def _read_zip(path: Path, found: _Candidates) -> None:
         entries = []
         for info in infos:
             name = _clean_member_name(info.filename)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
+            kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip tool stored none
+            if kind == stat.S_IFLNK:
                 raise SubmissionError(f"the archive contains a symlink: {info.filename}")
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
                 raise SubmissionError(f"the archive contains a special file: {info.filename}")
             total += info.file_size
             if total > MAX_TOTAL_BYTES:
@@ -229,8 +231,7 @@ def _read_zip(path: Path, found: _Candidates) -> None:
             if wanted is None:
                 found.others.append(name)
                 continue
-            if info.file_size > found.max_file_bytes:
-                found.add(wanted, b"\0" * (found.max_file_bytes + 1))  # raises with the message
+            found.check_size(wanted, info.file_size)
             try:
                 with archive.open(info) as handle:
                     found.add(wanted, _read_bounded(handle, info.file_size))
@@ -291,8 +292,8 @@ def _read_tar(path: Path, found: _Candidates) -> None:
                 if not name or _ignored(name):
                     continue
                 if member.size > found.max_file_bytes:
-                    if any(name.endswith(a) for a in found.accept):
-                        found.add(name, b"\0" * (found.max_file_bytes + 1))  # raises
+                    if any(name == a or name.endswith("/" + a) for a in found.accept):
+                        found.check_size(name, member.size)  # raises
                     found.others.append(name)
                     continue
                 if name in members:

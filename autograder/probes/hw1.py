@@ -17,7 +17,6 @@ Every probe imports the submission inside its body and builds its inputs from fi
 from autograder.probes.kit import probe, rand, randint, randn
 
 SEARCH_PATH = ["", "apps"]
-LIMITS = {"*": {"wall_s": 60, "cpu_s": 60}}
 
 
 def _tensor(array, requires_grad=True):
