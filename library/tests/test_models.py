@@ -298,3 +298,44 @@ def test_parse_mnist_on_the_embedded_test_set():
     assert y.shape == (10_000,) and y.dtype == np.uint8
     assert X.min() == 0.0 and X.max() == 1.0
     assert set(np.unique(y)) == set(range(10))
+
+
+# ---- train.py helpers ----------------------------------------------------------------------
+
+
+def test_fashion_images_become_cifar_shaped(tmp_path):
+    import train
+
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (5, 28, 28))
+    write_idx(tmp_path / "images.gz", images)
+    write_idx(tmp_path / "labels.gz", rng.randint(0, 10, 5))
+    dataset = train.GreyToColour32(tmp_path / "images.gz", tmp_path / "labels.gz")
+    batch, labels = dataset[np.arange(5)]
+    assert batch.shape == (5, 3, 32, 32) and labels.shape == (5,)
+    np.testing.assert_allclose(batch[:, 1, 2:30, 2:30], images / 255.0, rtol=1e-6)
+    assert np.all(batch[:, :, :2] == 0) and np.all(batch[:, :, :, 30:] == 0)
+    np.testing.assert_array_equal(batch[:, 0], batch[:, 2])
+    single, label = dataset[3]
+    assert single.shape == (3, 32, 32) and label == labels[3]
+
+
+def test_unigram_baseline_is_add_one_smoothed():
+    import train
+
+    # counts [2, 1, 0] over 3 words -> probabilities [3/6, 2/6, 1/6]
+    cross_entropy = train.unigram_cross_entropy([0, 0, 1], [0, 2], vocabulary_size=3)
+    assert cross_entropy == pytest.approx(-(math.log(3 / 6) + math.log(1 / 6)) / 2)
+
+
+def test_fresh_each_epoch_changes_the_shuffle_reproducibly():
+    import train
+
+    def orders():
+        dataset = ndl.data.NDArrayDataset(np.arange(20, dtype=np.float32))
+        loader = train.FreshEachEpoch(ndl.data.DataLoader(dataset, 20, shuffle=True), seed=4)
+        return [next(iter(loader))[0].numpy().tolist() for _ in range(2)]
+
+    first, second = orders()
+    assert first != second  # epoch 2 is shuffled differently from epoch 1
+    assert orders() == [first, second]  # and the whole run is reproducible
