@@ -117,7 +117,7 @@ class AnswerWriter:
             if array.dtype.kind not in "biuf":
                 raise TypeError(f"answer array has unsupported dtype {array.dtype}")
             buffer = io.BytesIO()
-            np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            np.save(buffer, array, allow_pickle=False)
             return {"$npy": base64.b64encode(buffer.getvalue()).decode("ascii")}
         if hasattr(value, "numpy") and callable(value.numpy):  # a needle Tensor or NDArray
             return self.encode(np.asarray(value.numpy()), depth + 1)

@@ -499,7 +499,9 @@ class UnshareSandbox(Sandbox):
         specs += ["tmp", str(limits.tmp_bytes), "/tmp"]
         for mount in mounts:
             specs += ["rw" if mount.writable else "ro", str(mount.source), mount.target]
-        inner = ["/bin/sh", "-c", f'cd "{cwd}" && exec "$@"', "sh", *argv]
+        # Not exec: the shell turns a signal death into status 128+signal, which unshare
+        # passes on (it cannot re-raise every signal itself).
+        inner = ["/bin/sh", "-c", f'cd "{cwd}" || exit 126; "$@"; exit $?', "sh", *argv]
         sources = [str(m.source) for m in mounts]
         scratch = next(
             (

@@ -6,7 +6,7 @@ import numpy as _np
 _hoard = []
 try:
     while True:
-        _hoard.append(_np.ones(64 * 1024 * 1024 // 8))  # 64 MiB a step
+        _hoard.append(_np.empty(64 * 1024 * 1024 // 8))  # 64 MiB a step
 except MemoryError:
     pass
 _huge = bytearray(64 * 1024**3)

@@ -1,0 +1,152 @@
+"""The adversarial suite: malicious hw1 submissions (``adversarial/``) graded as one batch.
+
+Each must score no more than the blank release, the batch must finish with a result for every
+one of them, and the attacks that report what they found (``ATTACK-REPORT [...]`` in the
+feedback) must have found nothing: no grader file, no reference, no network, no writable
+place outside the sandbox's private scratch space, no other process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from autograder.paths import REPO_ROOT
+from autograder.tests.adversarial.build import PACKAGING_ATTACKS, build_all, payload_attacks
+
+pytestmark = pytest.mark.hw1
+
+# Writable inside the sandbox and private to it: /tmp and a 1 MiB /dev/shm (both discarded).
+PRIVATE_SCRATCH = ("/tmp/", "/dev/shm/")
+HOST_SENTINELS = [
+    REPO_ROOT / "build" / "autograder" / "ADVERSARIAL-PWNED",
+    REPO_ROOT / "autograder" / "probes" / "ADVERSARIAL-PWNED",
+    Path("/tmp/ADVERSARIAL-TRAVERSAL.py"),
+    Path("/tmp/ADVERSARIAL-ABSOLUTE.py"),
+    Path("/ADVERSARIAL-PWNED"),
+    Path("/etc/ADVERSARIAL-PWNED"),
+]
+
+
+def attack_reports(results: dict) -> list[list[str]]:
+    found = []
+    for test in results["tests"]:
+        for match in re.finditer(r"ATTACK-REPORT (\[[^\]]*\])", test["output"]):
+            found.append(json.loads(match.group(1)))
+    return found
+
+
+def sleeping_daemons() -> list[str]:
+    """Host processes left by the escaping_daemon attack (``sleep 4321``)."""
+    left = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline[:2] == [b"sleep", b"4321"]:
+                left.append(pid)
+    return left
+
+
+@pytest.fixture(scope="module")
+def adversarial_batch(hw1, fast_hw1_grader, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adversarial")
+    paths = build_all(root / "submissions", hw1.blank)
+    blank = root / "blank"
+    from autograder.tests.conftest import make_submission
+
+    make_submission(blank, hw1)
+    results = fast_hw1_grader.grade_batch(
+        [*paths, blank], root / "out", jobs=2, progress=False, resume=False
+    )
+    return paths, results, root / "out"
+
+
+def test_the_suite_has_at_least_fifteen_attacks():
+    assert len(payload_attacks()) + len(PACKAGING_ATTACKS) >= 15
+
+
+def test_every_attack_gets_a_result_and_no_more_than_the_blank_release(adversarial_batch):
+    paths, results, out = adversarial_batch
+    assert len(results) == len(paths) + 1
+    blank = results[-1]
+    assert blank["extra_data"]["submission"] == "blank"
+    for path, result in zip(paths, results):
+        assert (out / result["extra_data"]["submission"] / "results.json").is_file()
+        assert result["score"] <= blank["score"], (path.name, result["score"])
+        assert result["max_score"] == blank["max_score"]
+        for test in result["tests"]:
+            assert test["score"] <= next(
+                t["score"] for t in blank["tests"] if t["name"] == test["name"]
+            ), (path.name, test["name"])
+
+
+def test_attacks_find_nothing_outside_the_sandbox(adversarial_batch):
+    paths, results, _ = adversarial_batch
+    by_name = {r["extra_data"]["submission"]: r for r in results}
+    for name in ("read_hidden", "network", "import_other_needle", "write_outside"):
+        for report in attack_reports(by_name[name]):
+            leaks = [p for p in report if not p.startswith(PRIVATE_SCRATCH)]
+            assert leaks == [], (name, leaks)
+    # The process list a submission sees holds its own sandbox only (pid namespace).
+    for report in attack_reports(by_name["kill_everything"]):
+        assert len(report) <= 3, report
+    for sentinel in HOST_SENTINELS:
+        assert not sentinel.exists(), sentinel
+    assert sleeping_daemons() == []
+
+
+def test_attacks_that_reported_did_run(adversarial_batch):
+    """The reporting attacks really ran in the sandbox (else the test above proves nothing)."""
+    _, results, _ = adversarial_batch
+    by_name = {r["extra_data"]["submission"]: r for r in results}
+    for name in ("read_hidden", "network", "write_outside", "kill_everything"):
+        assert attack_reports(by_name[name]), name
+
+
+EXPECTED_MESSAGES = {
+    "fork_bomb": "time limit",
+    "infinite_loop": "time limit",
+    "segfault": "segmentation fault",
+    "output_flood": "output limit",
+    "memory_bomb": "MemoryError",
+    "symlink_in_tar": "link",
+    "hardlink_in_tar": "link",
+    "device_in_tar": "special file",
+    "symlink_in_folder": "symlink",
+    "path_traversal": "leaves its folder",
+    "absolute_path": "absolute path",
+    "zip_bomb": "zip bomb",
+    "tar_bomb": "bomb",
+    "oversized_file": "limit for a submitted file",
+    "notebook_without_tags": "tagged",
+    "wrong_homework": "hw2 submission",
+}
+
+
+def test_feedback_says_which_limit_or_rule_was_hit(adversarial_batch):
+    _, results, _ = adversarial_batch
+    by_name = {r["extra_data"]["submission"]: r for r in results}
+    for name, message in EXPECTED_MESSAGES.items():
+        text = by_name[name]["output"] + "".join(t["output"] for t in by_name[name]["tests"])
+        assert message in text, (name, text[:500])
+
+
+def test_hidden_probe_code_and_grader_paths_never_reach_feedback(hw1, adversarial_batch):
+    _, results, _ = adversarial_batch
+    probe_lines = [
+        line.strip()
+        for line in hw1.suite.source.splitlines()
+        if len(line.strip()) > 30 and not line.strip().startswith(("#", '"""'))
+    ]
+    for result in results:
+        text = json.dumps(result["tests"]) + result["output"]
+        assert str(REPO_ROOT) not in text
+        for line in probe_lines:
+            assert line not in text, (result["extra_data"]["submission"], line)
