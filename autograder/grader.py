@@ -64,6 +64,10 @@ RUNNER_PATH = PACKAGE_DIR / "runner.py"
 MAX_FEEDBACK_CHARS = 6000
 
 
+class SandboxFailure(RuntimeError):
+    """The sandbox could not run the probe runner at all (never the submission's fault)."""
+
+
 class GraderSetupError(RuntimeError):
     """The homework cannot be graded at all (missing probes, a probe that fails on the
     reference...): an instructor's problem, reported before any submission is touched."""
@@ -294,11 +298,6 @@ class Grader:
         commands = self.build_commands(workspace, sandbox, mounts)
         if not commands:
             return True, ""
-        if os.geteuid() == 0 and sandbox.kind not in ("trusted",):
-            for directory, _, files in os.walk(workspace):
-                os.chown(directory, 65534, 65534)
-                for name in files:
-                    os.chown(os.path.join(directory, name), 65534, 65534)
         limits = dataclasses.replace(
             self.limits,
             wall_s=max(self.limits.wall_s, 300),
@@ -347,7 +346,7 @@ class Grader:
                 sandbox.view(mounts, GRADER) + "/lib",
             ],
             "env": env,
-            "limits": limits.rlimits(),
+            "limits": sandbox.rlimits(limits),
             "cwd": work,
         }
         (grader_dir / "config.json").write_text(json.dumps(config, indent=1))
@@ -501,6 +500,15 @@ class Grader:
             return self._write(results, out_dir, name)
         try:
             results = self._grade_workspace(submission, name, start)
+        except SandboxFailure as error:
+            self.log(f"{name}: the sandbox failed: {error}")
+            results = self.ungradable(
+                name,
+                "could not be graded: the sandbox failed to run the probes (not a problem "
+                "with your submission; your instructor can see the details)",
+                start,
+            )
+            results["extra_data"]["grader_error"] = str(error)[-4000:]
         except Exception as error:
             detail = traceback.format_exc()
             self.log(f"{name}: internal grader error: {detail}")
@@ -531,8 +539,16 @@ class Grader:
             outcomes = []
             for unit in self.homework.suite.units:
                 parsed, result, limits = self.run_unit(unit, workspace, self.sandbox)
+                if not parsed.started:
+                    # The runner announces itself before any student code is imported, so
+                    # silence means the sandbox or the runtime failed, not the submission.
+                    raise SandboxFailure(
+                        f"{unit}: {describe_end(result, limits)}\n{result.output[-3000:]}"
+                    )
                 explain = functools.partial(explain_error, workspace, self.sandbox, scrub)
-                outcomes.append(self.score_unit(unit, parsed, result, limits, explain))
+                outcome = self.score_unit(unit, parsed, result, limits, explain)
+                outcome.output_tail = scrub(outcome.output_tail, limit=2000)
+                outcomes.append(outcome)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return self.results(name, submission, outcomes, start, built, build_log, scrub)
@@ -615,6 +631,7 @@ class Grader:
                         "cases": {c.name: c.passed for c in outcome.cases},
                         "ended": outcome.ended,
                         "wall_s": round(outcome.wall_s, 3),
+                        "output_tail": outcome.output_tail,  # instructors only
                     },
                 }
             )

@@ -85,7 +85,7 @@ def _runtime_key() -> str:
         numpy.__version__,
         str(Path(numpy.__file__).parent),
         _pybind11_include() or "",
-        "stage-v2",
+        "stage-v3",
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -133,7 +133,7 @@ def _stage(target: Path) -> None:
     def skip_stdlib(path: Path) -> bool:
         if path.parent == stdlib:
             return path.name in SKIPPED_STDLIB or path.name.startswith(SKIPPED_PREFIXES)
-        return False
+        return path.parent.name == "lib-dynload" and path.name.startswith("_tkinter")
 
     executable = Path(os.path.realpath(sys.executable))
     if not executable.is_relative_to(prefix):  # e.g. a venv copied its interpreter

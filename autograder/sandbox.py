@@ -166,6 +166,15 @@ class Sandbox:
     isolated = True  # False: the submission can see the host; reports carry a warning
     remaps_paths = True  # False: mounts are not made; commands use host paths
 
+    @property
+    def writer_uid(self) -> int | None:
+        """The host uid that must own a writable mount (None: the grader's own)."""
+        return NOBODY if _drop_to_nobody() else None
+
+    def rlimits(self, limits: SandboxLimits) -> dict:
+        """The limits the probe runner applies inside (see ``runner.apply_limits``)."""
+        return limits.rlimits()
+
     def describe(self) -> str:
         return self.kind
 
@@ -192,7 +201,7 @@ class Sandbox:
     ) -> RunResult:
         """Run ``argv`` (inside paths) with ``mounts`` under ``limits``; lines of its output
         that start with ``record_prefix`` are answer records (``RunResult.records``)."""
-        prepare_mount_permissions(mounts)
+        prepare_mount_permissions(mounts, self.writer_uid)
         command = self.command(argv, mounts, limits, self.view(mounts, cwd))
         return run_bounded(
             command,
@@ -213,13 +222,23 @@ class Sandbox:
         """Called after the run's process group was killed; container backends stop here."""
 
 
-def prepare_mount_permissions(mounts: list[Mount]) -> None:
-    """Let an unprivileged sandbox user reach the mounted folders (writable ones: write)."""
+def prepare_mount_permissions(mounts: list[Mount], uid: int | None) -> None:
+    """Let the sandbox user (host ``uid``; None: the grader's own user) write into the
+    writable mounts: chown them when we are root, else open them to others (rootless
+    containers map their user to an unrelated host uid)."""
+    if uid is None:
+        return
     for mount in mounts:
-        if mount.writable:
-            if os.geteuid() == 0:
-                os.chown(mount.source, NOBODY, NOBODY)
-            os.chmod(mount.source, 0o777)
+        if not mount.writable:
+            continue
+        for directory, _, files in os.walk(mount.source):
+            for path in [directory, *(os.path.join(directory, f) for f in files)]:
+                if os.path.islink(path):
+                    continue
+                if os.geteuid() == 0:
+                    os.chown(path, uid, uid)
+                else:
+                    os.chmod(path, os.stat(path).st_mode | 0o077)
 
 
 def _set_rlimits(limits: SandboxLimits, include_processes: bool) -> None:
@@ -563,6 +582,7 @@ class TrustedRunner(PlainSandbox):
     but with the same limits (a bug in a probe must not hang the grader)."""
 
     kind = "trusted"
+    writer_uid = None
 
     def describe(self) -> str:
         return "trusted subprocess (reference answers)"
