@@ -108,12 +108,16 @@ class ThreadPool {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = job;
-      ++generation_;
+      generation_.fetch_add(1);
     }
     wake_.notify_all();
     work_on(*job);
+    // The last tasks usually finish within microseconds: poll before going to sleep, since a
+    // woken thread can wait a whole scheduler time slice for its core on a busy machine.
+    auto all_done = [&] { return job->finished.load() == job->num_tasks; };
+    spin_until(all_done);
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return job->finished.load() == job->num_tasks; });
+    done_.wait(lock, all_done);
     job_.reset();
   }
 
@@ -124,6 +128,22 @@ class ThreadPool {
     std::atomic<int64_t> next{0};
     std::atomic<int64_t> finished{0};
   };
+
+  /// Polls `ready` for a short while (tens of microseconds); returns whether it became true.
+  /// Kernels hand out jobs in quick succession (a matmul packs, computes, packs again, ...), so
+  /// a worker that stays awake that long catches the next job without a wake-up.
+  template <class Ready>
+  static bool spin_until(Ready ready) {
+    for (int i = 0; i < kSpinPolls; ++i) {
+      if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#else
+      std::this_thread::yield();
+#endif
+    }
+    return ready();
+  }
 
   static bool& in_pool_task() {
     static thread_local bool flag = false;
@@ -147,6 +167,7 @@ class ThreadPool {
     uint64_t seen = 0;
     while (true) {
       std::shared_ptr<Job> job;
+      spin_until([&] { return generation_.load() != seen || stopping_.load(); });
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -177,12 +198,13 @@ class ThreadPool {
 
   std::vector<std::thread> workers_;
   std::mutex submit_mutex_;  // one job at a time
-  std::mutex mutex_;         // guards job_, generation_, stopping_
+  std::mutex mutex_;  // guards job_ and the changes of generation_ and stopping_
   std::condition_variable wake_;
   std::condition_variable done_;
   std::shared_ptr<Job> job_;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
+  static constexpr int kSpinPolls = 1000;  // x86 pause takes 20-50 ns: roughly 20-50 us
 };
 
 /// The process-wide pool, created on first use. After fork() the child has none of the
