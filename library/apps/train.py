@@ -227,7 +227,7 @@ def run_resnet9_fashion(args, device, history):
     test_files = ndl.data.fashion_mnist_paths("test")
     print(f"Fashion-MNIST: {train_files[0]} ({describe_source(train_files[0])})")
     np.random.seed(args.seed)
-    train_set = GreyToColour32(*train_files, flip=True)
+    train_set = GreyToColour32(*train_files, flip=args.augment)
     test_set = GreyToColour32(*test_files)
     train_loader = FreshEachEpoch(
         ndl.data.DataLoader(train_set, args.batch_size, shuffle=True, device=device), args.seed
@@ -338,7 +338,7 @@ TASKS = {
     ),
     "resnet9-fashion": (
         run_resnet9_fashion,
-        dict(epochs=6, batch_size=128, lr=2e-3, weight_decay=1e-4, augment=True),
+        dict(epochs=5, batch_size=128, lr=2e-3, weight_decay=1e-4, augment=True),
     ),
     "lstm-ptb": (
         run_lstm_ptb,
