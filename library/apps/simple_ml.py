@@ -54,7 +54,10 @@ def progress_bar(iterable: Iterable, total: int | None, desc: str, progress: boo
         from tqdm import tqdm
     except ImportError:
         return iterable
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+    if sys.stderr.isatty():
+        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+    # Into a log file: a plain update every 30 seconds rather than a redrawn bar.
+    return tqdm(iterable, total=total, desc=desc, mininterval=30, ascii=True, ncols=100)
 
 
 class RunningScore:

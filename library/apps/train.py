@@ -39,8 +39,8 @@ import models  # noqa: E402
 import simple_ml  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# tqdm bars in a terminal; plain per-epoch lines when the output goes to a log file.
-PROGRESS = sys.stderr.isatty()
+# Progress bars (in a log file: one update every 30 seconds).
+PROGRESS = True
 OUTPUT_DIR = REPO_ROOT / "build" / "train"
 
 
