@@ -169,7 +169,7 @@ class Sandbox:
     @property
     def writer_uid(self) -> int | None:
         """The host uid that must own a writable mount (None: the grader's own)."""
-        return NOBODY if _drop_to_nobody() else None
+        return sandbox_host_uid() if _drop_to_nobody() else None
 
     def rlimits(self, limits: SandboxLimits) -> dict:
         """The limits the probe runner applies inside (see ``runner.apply_limits``)."""
@@ -400,15 +400,22 @@ def _kill_group(process: subprocess.Popen) -> None:
         pass
 
 
+def sandbox_host_uid() -> int:
+    """The unprivileged host user a root grader runs sandboxes as: ``$NEEDLE_SANDBOX_UID``
+    (the Gradescope export sets its dedicated ``student`` user), else ``nobody``."""
+    return int(os.environ.get("NEEDLE_SANDBOX_UID", NOBODY))
+
+
 def _drop_to_nobody() -> list[str]:
-    """Prefix that makes a root grader's sandbox run as ``nobody`` (the kernel never applies
-    RLIMIT_NPROC to root, so a fork bomb would otherwise go unchecked)."""
+    """Prefix that makes a root grader's sandbox run as an unprivileged user (the kernel never
+    applies RLIMIT_NPROC to root, so a fork bomb would otherwise go unchecked)."""
     if os.geteuid() != 0:
         return []
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         return []
-    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    uid = sandbox_host_uid()
+    return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
 
 
 def _system_binds() -> list[list[str]]:
@@ -433,7 +440,7 @@ class BwrapSandbox(Sandbox):
         self.bwrap = bwrap
 
     def describe(self) -> str:
-        who = "nobody" if _drop_to_nobody() else "the grader's user"
+        who = f"host uid {sandbox_host_uid()}" if _drop_to_nobody() else "the grader's user"
         return (
             "bubblewrap (user/mount/pid/net/ipc/uts namespaces, no capabilities, read-only "
             f"system, private /tmp, no network; runs as {who})"
@@ -575,6 +582,64 @@ class PlainSandbox(Sandbox):
 
     def preexec(self, limits):
         return functools.partial(_set_rlimits, limits, False)
+
+
+class UserSandbox(PlainSandbox):
+    """A separate process as a dedicated unprivileged user, with resource limits, for hosts
+    where no namespace can be made but the grader is root and owns a user of its own
+    (Gradescope's single container: the export creates user ``student``). The boundary is
+    the file permissions: the grader's files are root-only (``0700``), so this user can read
+    the workspace and the running probe only. Processes of that user are all killed after
+    every run (``$NEEDLE_SANDBOX_UID`` belongs to the grader alone)."""
+
+    kind = "user"
+    isolated = True
+
+    def __init__(self, uid: int):
+        super().__init__()
+        self.uid = uid
+
+    def describe(self) -> str:
+        return f"separate process as unprivileged user {self.uid}, resource limits"
+
+    def command(self, argv, mounts, limits, cwd):
+        if os.geteuid() != 0 or sandbox_host_uid() != self.uid:
+            raise RuntimeError("the user sandbox needs root and NEEDLE_SANDBOX_UID set")
+        return super().command(argv, mounts, limits, cwd)
+
+    def preexec(self, limits):
+        return functools.partial(_set_rlimits, limits, True)
+
+    def cleanup(self, process: subprocess.Popen) -> None:
+        kill_processes_of(self.uid)
+
+    def run(self, *args, **kwargs) -> RunResult:
+        result = super().run(*args, **kwargs)
+        kill_processes_of(self.uid)  # daemons that left the process group
+        return result
+
+
+def kill_processes_of(uid: int) -> int:
+    """SIGKILL every process whose real uid is ``uid`` (a uid only the grader's sandboxes use);
+    returns how many were signalled."""
+    if uid in (0, os.getuid()):
+        raise ValueError("refusing to kill the grader's own user")
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        line = next((x for x in status.splitlines() if x.startswith("Uid:")), "")
+        if line.split()[1:2] == [str(uid)]:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
 
 
 class TrustedRunner(PlainSandbox):

@@ -1,0 +1,244 @@
+"""hw3's hidden probes: sound on the reference, and graded end to end in the local sandbox.
+
+Fast tests run the probe functions in this process (the views unit needs only the numpy
+device; the kernel units run where the reference C++ backend is built). The slow tests grade
+submissions made from the blank and the reference-filled releases with the real engine: the
+reference gets full marks on the CPU units, the blank release 0, and mixed submissions exactly
+the points of their correct parts (one unit per accepted file, and one unit per group of C++
+kernels).
+
+CUDA units: without a GPU where the probes run, every CUDA probe raises ``NotGradable``; the
+grader must then report those units as not graded (never as passed). The engine's support for
+that is checked by ``test_cuda_units_without_a_gpu_are_not_graded``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autograder.grader import Grader, GraderSetupError, Homework
+from autograder.markers import find_regions, stub_line
+from autograder.paths import BUILD_DIR, REPO_ROOT
+from autograder.probes import load_suite
+from autograder.probes.kit import probes_of
+from autograder.runner import AnswerWriter
+from autograder.sandbox import local_sandbox
+from autograder.tests.conftest import make_submission
+
+pytestmark = pytest.mark.hw3
+
+PROBES = REPO_ROOT / "autograder" / "probes" / "hw3.py"
+NDARRAY = "needle/backend_ndarray/ndarray.py"
+CPU = "src/ndarray_backend_cpu.cc"
+CUDA = "src/ndarray_backend_cuda.cu"
+CPU_UNITS = [
+    "ndarray_cpu_compact_setitem",
+    "ndarray_cpu_ops",
+    "ndarray_cpu_reductions",
+    "ndarray_cpu_matmul",
+]
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return load_suite(PROBES)
+
+
+def run_in_process(function):
+    """A probe's answer, encoded exactly as the sandboxed runner would send it."""
+    value = function()
+    AnswerWriter.__new__(AnswerWriter).encode(value)  # raises on anything but plain data
+    return value
+
+
+# ---- fast: the probe module itself -------------------------------------------------------------
+
+
+def test_every_unit_has_probes_and_units_match_the_toml(suite):
+    from autograder.assignment import load
+
+    points = load("hw3").points
+    assert suite.units == list(points), "probe units must be the toml's units, in its order"
+    for unit, cases in suite.cases.items():
+        assert len(cases) >= 1, unit
+        if "cuda" in unit:  # CUDA units mirror the CPU ones
+            assert unit.replace("cuda", "cpu") in suite.units
+
+
+def test_views_probes_answer_with_layouts_that_match_numpy(suite):
+    """On the reference, the views unit's answers are numpy's layouts (an oracle that does not
+    come from needle)."""
+    answers = {
+        info.name: run_in_process(function)
+        for info, function in probes_of(suite.module, "ndarray_python_ops")
+    }
+    assert answers["python_reshape_errors"] == ["ValueError", "ValueError"]
+    base = np.arange(9 * 7, dtype=np.float32).reshape(9, 7)
+    numpy_view = base[2:8, 1:6:2]
+    first = answers["python_getitem"][0]
+    assert first["shape"] == list(numpy_view.shape)
+    assert first["strides"] == [s // 4 for s in numpy_view.strides]
+    assert first["offset"] == 2 * 7 + 1
+    assert first["shares_memory"] is True
+    column = answers["python_broadcast_to"][0]  # (3, 1) -> (3, 5)
+    assert column["shape"] == [3, 5] and column["strides"] == [1, 0]
+    assert column["shares_memory"] is True
+
+
+def test_cuda_probes_say_not_gradable_without_a_gpu(suite):
+    from needle import backend_ndarray as nd
+
+    if nd.cuda().enabled():
+        pytest.skip("this machine has a GPU: the CUDA probes run for real")
+    for unit in suite.units:
+        if "cuda" not in unit:
+            continue
+        for info, function in probes_of(suite.module, unit):
+            with pytest.raises(Exception) as caught:
+                function()
+            assert type(caught.value).__name__ == "NotGradable", (info.name, caught.value)
+            assert "needs a CUDA GPU" in str(caught.value)
+
+
+def test_kernel_probes_run_on_the_reference_and_agree_with_numpy(suite):
+    from needle import backend_ndarray as nd
+
+    if not nd.cpu().enabled():
+        pytest.skip(f"the reference CPU backend is not built here: {nd.cpu().unavailable_reason}")
+    for unit in CPU_UNITS:
+        for _, function in probes_of(suite.module, unit):
+            run_in_process(function)
+    # Two oracle spot checks: a matmul and a reduction, recomputed with numpy.
+    from autograder.probes.kit import randint
+
+    matmuls = run_in_process(suite.module.cpu_matmul)
+    m, n, p = suite.module.MATMULS[3]
+    a = randint(m, n, seed=423, low=-4, high=5).astype(np.float32)
+    b = randint(n, p, seed=443, low=-4, high=5).astype(np.float32)
+    got = matmuls[3]
+    np.testing.assert_array_equal(got["head"], (a @ b).reshape(-1)[: suite.module.HEAD])
+    assert got["sum"] == pytest.approx(float((a @ b).astype(np.float64).sum()))
+    sums = run_in_process(suite.module.cpu_reduce_sum)
+    outputs, size = suite.module.REDUCTIONS[1]
+    data = randint(outputs * size, seed=401, low=-100, high=100).astype(np.float32)
+    np.testing.assert_array_equal(sums[1], data.reshape(outputs, size).sum(axis=1))
+
+
+# ---- slow: graded end to end (each submission compiles the C++ backend in the sandbox) --------
+
+
+def cpu_only(homework: Homework) -> Homework:
+    """The homework restricted to its units that need no GPU."""
+    keep = [unit for unit in homework.points if "cuda" not in unit]
+    homework.points = {unit: homework.points[unit] for unit in keep}
+    homework.suite.cases = {unit: homework.suite.cases[unit] for unit in keep}
+    return homework
+
+
+@pytest.fixture(scope="module")
+def hw3_cpu():
+    return cpu_only(Homework.load("hw3"))
+
+
+@pytest.fixture(scope="module")
+def hw3_cpu_grader(hw3_cpu):
+    # A build folder of its own: the reference answers of this restricted homework must not be
+    # cached where a grader of the full homework would find them.
+    with Grader(hw3_cpu, local_sandbox(), build_dir=BUILD_DIR / "tests-hw3-cpu-units") as grader:
+        yield grader
+
+
+def stub_functions(text: str, names: set[str], source: str) -> str:
+    """``text`` (C++) with the regions of the functions ``names`` stubbed, the rest kept."""
+    lines = text.splitlines()
+    regions = [r for r in find_regions(text, "cpp", source) if r.function in names]
+    assert {r.function for r in regions} == names, "a function to stub has no region"
+    for region in reversed(regions):
+        lines[region.begin : region.end - 1] = stub_line(region)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.slow
+def test_reference_blank_and_mixed_submissions_get_exactly_their_points(
+    hw3_cpu, hw3_cpu_grader, tmp_path
+):
+    points = hw3_cpu.points
+    cpu_total = sum(points[unit] for unit in CPU_UNITS)
+    no_reductions = stub_functions(
+        hw3_cpu.reference[CPU].decode(), {"ReduceSum", "ReduceMax"}, CPU
+    ).encode()
+    cases = {
+        "reference": ({NDARRAY, CPU, CUDA}, {}, hw3_cpu.max_score),
+        "blank": (set(), {}, 0.0),
+        "views_only": ({NDARRAY}, {}, points["ndarray_python_ops"]),
+        "cpu_only": ({CPU}, {}, cpu_total),
+        "cpu_without_reductions": (
+            {NDARRAY},
+            {CPU: no_reductions},
+            points["ndarray_python_ops"] + cpu_total - points["ndarray_cpu_reductions"],
+        ),
+    }
+    paths = [
+        make_submission(tmp_path / "subs" / name, hw3_cpu, reference_files=files, extra=extra)
+        for name, (files, extra, _) in cases.items()
+    ]
+    results = hw3_cpu_grader.grade_batch(paths, tmp_path / "out", jobs=2, progress=False)
+    by_name = {r["extra_data"]["submission"]: r for r in results}
+    for name, (_, _, expected) in cases.items():
+        result = by_name[name]
+        assert result["score"] == pytest.approx(expected, abs=1e-3), (
+            name,
+            {t["name"]: (t["score"], t["output"][:300]) for t in result["tests"]},
+        )
+    # The blank release compiles (its stubs throw at run time) and says what is missing.
+    blank = by_name["blank"]
+    assert blank["extra_data"]["built"] is True
+    compact = next(t for t in blank["tests"] if t["name"] == "ndarray_cpu_compact_setitem")
+    assert "not implemented (hw3)" in compact["output"]
+    reductions = next(
+        t
+        for t in by_name["cpu_without_reductions"]["tests"]
+        if t["name"] == "ndarray_cpu_reductions"
+    )
+    assert "ReduceSum: not implemented" in reductions["output"]
+
+
+@pytest.mark.slow
+def test_a_cpu_backend_that_does_not_compile_costs_only_the_cpu_units(
+    hw3_cpu, hw3_cpu_grader, tmp_path
+):
+    broken = hw3_cpu.reference[CPU] + b"\nthis is not C++;\n"
+    folder = make_submission(
+        tmp_path / "broken_cpu", hw3_cpu, reference_files={NDARRAY}, extra={CPU: broken}
+    )
+    result = hw3_cpu_grader.grade(folder)
+    assert result["extra_data"]["built"] is False
+    assert "did not compile" in result["output"]
+    scores = {t["name"]: t["score"] for t in result["tests"]}
+    assert scores["ndarray_python_ops"] == hw3_cpu.points["ndarray_python_ops"]
+    assert all(scores[unit] == 0 for unit in CPU_UNITS)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="the grader has no 'not gradable' outcome yet: a reference answer that is a "
+    "NotGradable error (CUDA probe, no GPU) stops grader setup; requested from the engine",
+    raises=GraderSetupError,
+    strict=False,
+)
+def test_cuda_units_without_a_gpu_are_not_graded(tmp_path):
+    from needle import backend_ndarray as nd
+
+    if nd.cuda().enabled():
+        pytest.skip("this machine has a GPU")
+    homework = Homework.load("hw3")
+    with Grader(homework, local_sandbox(), build_dir=tmp_path / "build") as grader:
+        folder = make_submission(tmp_path / "ref", homework, reference_files=set(homework.accept))
+        result = grader.grade(folder)
+    for test in result["tests"]:
+        if "cuda" in test["name"]:
+            assert test["score"] == 0, "a unit that could not run must not earn points"
+            assert "needs a CUDA GPU" in test["output"]
+        else:
+            assert test["score"] == test["max_score"]
