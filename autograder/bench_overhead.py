@@ -80,12 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     units = len(Homework.load(args.hw).suite.units)
     timings = measure(args.hw, args.repeat, args.sandboxes.split(","))
     base = min(timings["trusted"])
-    print(
-        f"\n{args.hw}: reference submission, {units} units (one process each), best of {args.repeat}"
-    )
-    print(
-        f"{'sandbox':<10} {'s/submission':>13} {'s/unit':>8} {'overhead/submission':>21} {'ratio':>6}"
-    )
+    print(f"\n{args.hw}: reference submission, {units} units (one process each)")
+    print(f"best of {args.repeat} interleaved rounds")
+    header = ("sandbox", "s/submission", "s/unit", "overhead/submission", "ratio")
+    print(f"{header[0]:<10} {header[1]:>13} {header[2]:>8} {header[3]:>21} {header[4]:>6}")
     for name, runs in timings.items():
         best = min(runs)
         print(
