@@ -1,8 +1,8 @@
 """Whole-model speed of needle's C++ CPU backend against PyTorch on the CPU.
 
 Three workloads, each timed in needle (``ndl.cpu()``) and in the equivalent PyTorch model in the
-same run, with the same number of threads, best of N with the two interleaved (so a busy shared
-machine slows both alike):
+same run, with the same number of threads (1, then needle's default if larger), best of N with
+the two interleaved (so a busy shared machine slows both alike):
 
 - MLP 784-100-10, batch 100: one SGD training step (forward, loss, backward, update);
 - ResNet9 (431,946 parameters), batch 128 of 3x32x32 images: forward + backward;
@@ -212,18 +212,19 @@ WORKLOADS = [
 ]
 
 
-def _threads() -> int:
-    """needle's CPU thread count (PyTorch gets the same)."""
+def _thread_control():
+    """``(get, set)`` for needle's CPU thread count, or None when the backend lacks them."""
     try:
-        from needle.backend_ndarray import ndarray_backend_cpu
+        from needle.backend_ndarray import ndarray_backend_cpu as backend
 
-        return int(ndarray_backend_cpu.get_num_threads())
+        return backend.get_num_threads, backend.set_num_threads
     except (ImportError, AttributeError):
-        return 1
+        return None
 
 
 def run() -> list[dict]:
-    """One row per workload: best-of-N milliseconds in needle (cpu) and PyTorch, and the ratio."""
+    """One row per workload and thread count (1, and needle's default when that is more):
+    best-of-N milliseconds in needle (cpu) and PyTorch with the same threads, and the ratio."""
     import needle as ndl
     import torch
 
@@ -234,22 +235,28 @@ def run() -> list[dict]:
                 "skipped": "the C++ cpu backend is not available (NEEDLE_BACKEND=nd and a build)",
             }
         ]
-    threads = _threads()
-    torch.set_num_threads(threads)
+    control = _thread_control()
+    default_threads = control[0]() if control else 1
     rows = []
-    for label, factory, target, repeats in WORKLOADS:
-        needle_fn, torch_fn = factory(ndl.cpu())
-        needle_s, torch_s = _best_seconds_interleaved([needle_fn, torch_fn], repeats)
-        rows.append(
-            {
-                "row": f"models: {label} (cpu, {threads} thread{'s' if threads > 1 else ''})",
-                "needle": round(needle_s * 1e3, 2),
-                "reference": round(torch_s * 1e3, 2),
-                "unit": "ms",
-                "ratio": round(needle_s / torch_s, 2),
-                "target": f"<= {target:g}x PyTorch" if target else "report only",
-            }
-        )
+    for threads in sorted({1, default_threads}):
+        if control:
+            control[1](threads)
+        torch.set_num_threads(threads)
+        for label, factory, target, repeats in WORKLOADS:
+            needle_fn, torch_fn = factory(ndl.cpu())
+            needle_s, torch_s = _best_seconds_interleaved([needle_fn, torch_fn], repeats)
+            rows.append(
+                {
+                    "row": f"models: {label} (cpu, {threads} thread{'s' if threads > 1 else ''})",
+                    "needle": round(needle_s * 1e3, 2),
+                    "reference": round(torch_s * 1e3, 2),
+                    "unit": "ms",
+                    "ratio": round(needle_s / torch_s, 2),
+                    "target": f"<= {target:g}x PyTorch" if target else "report only",
+                }
+            )
+    if control:
+        control[1](default_threads)
     return rows
 
 
