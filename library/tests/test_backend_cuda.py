@@ -6,7 +6,11 @@ oracle: the buffer position of every element, ``offset + sum(index_k * strides[k
 
 Without a GPU every kernel test skips with a reason; the tests that need no GPU (the module
 imports, exports the backend contract, counts 0 devices and raises RuntimeError on allocation)
-always run.
+always run. The slow test ``test_kernels_on_the_cpu_emulator`` compiles the CUDA source with g++
+against ``src/cuda_cpu_emulator.cuh`` (CUDA threads as fibers, real barrier and shuffle
+semantics) and runs this file's kernel tests on the CPU, so the kernels are checked on machines
+without a GPU too. Setting ``NEEDLE_TEST_CUDA_EMULATOR`` to such an emulated build makes this
+file test it instead of the installed module.
 """
 
 from __future__ import annotations
@@ -14,13 +18,40 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 MODULE_NAME = "needle.backend_ndarray.ndarray_backend_cuda"
-NOT_BUILT = importlib.util.find_spec(MODULE_NAME) is None
-cuda = None if NOT_BUILT else importlib.import_module(MODULE_NAME)
+EMULATOR_VARIABLE = "NEEDLE_TEST_CUDA_EMULATOR"
+SOURCE_DIR = Path(__file__).resolve().parents[1] / "src"
+
+
+def load_module_from(path: str):
+    """Import a compiled build of the backend from ``path`` (e.g. an emulated build).
+
+    It gets a name of its own: under the installed module's name, Python would hand back that
+    module if it is already imported (it caches single-phase extension modules by name).
+    """
+    spec = importlib.util.spec_from_file_location("emulated.ndarray_backend_cuda", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EMULATED = bool(os.environ.get(EMULATOR_VARIABLE))
+if EMULATED:
+    NOT_BUILT, cuda = False, load_module_from(os.environ[EMULATOR_VARIABLE])
+else:
+    NOT_BUILT = importlib.util.find_spec(MODULE_NAME) is None
+    cuda = None if NOT_BUILT else importlib.import_module(MODULE_NAME)
 DEVICE_COUNT = cuda.device_count() if cuda is not None else 0
 
 pytestmark = pytest.mark.hw3
@@ -520,3 +551,68 @@ def test_synchronize_after_work():
     cuda.fill(out, 1.0)
     cuda.synchronize()
     assert cuda.device_name()
+
+
+# ---- the kernels on the CPU emulator (no GPU needed) ------------------------------------------
+
+# Small limits for the emulated build, so that test arrays of a few thousand elements already
+# run the grid-stride loops (3-block grids), the matmul kernel's loop over tiles (2 blocks) and
+# the multi-pass reductions (segments of 40 elements).
+EMULATOR_SUBSTITUTIONS = [
+    ("kMaxGridBlocks = 65535", "kMaxGridBlocks = 3"),
+    ("static_cast<size_t>(INT32_MAX)", "static_cast<size_t>(2)"),
+    ("kReduceFewRows = 1024", "kReduceFewRows = 64"),
+    ("kReduceSegment = 4096", "kReduceSegment = 40"),
+]
+KERNEL_LAUNCH = re.compile(r"(\b[\w:]+(?:<[\w:, ]*>)?)<<<(.*?)>>>\(")
+
+
+def build_emulated_backend(directory: Path) -> Path:
+    """Compile ndarray_backend_cuda.cu with g++ against the CPU emulator; returns the module."""
+    import pybind11
+
+    source = (SOURCE_DIR / "ndarray_backend_cuda.cu").read_text()
+    source, launches = KERNEL_LAUNCH.subn(r"emu::Launch(\2, \1, ", source)
+    assert launches >= 10, "kernel launches not found in the CUDA source"
+    for old, new in EMULATOR_SUBSTITUTIONS:
+        assert old in source, f"{old!r} is gone from the CUDA source: update EMULATOR_SUBSTITUTIONS"
+        source = source.replace(old, new)
+    include = directory / "include"
+    include.mkdir()
+    emulator = SOURCE_DIR / "cuda_cpu_emulator.cuh"
+    (include / "cuda_runtime.h").write_text(f'#include "{emulator}"\n')
+    cpp = directory / "ndarray_backend_cuda_emulated.cpp"
+    cpp.write_text(source)
+    module = directory / f"ndarray_backend_cuda{sysconfig.get_config_var('EXT_SUFFIX')}"
+    command = ["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wno-unknown-pragmas"]
+    # A namespace of its own, so its types do not clash with the installed module's in
+    # pybind11's process-wide type registry.
+    command += ["-Dneedle=needle_emulated"]
+    command += ["-I", str(include), "-I", pybind11.get_include()]
+    command += ["-I", sysconfig.get_paths()["include"], str(cpp), "-o", str(module)]
+    built = subprocess.run(command, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-5000:]
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(EMULATED, reason="already running on the emulator")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("g++") is None,
+    reason="the CUDA emulator needs Linux (ucontext fibers) and g++",
+)
+@pytest.mark.skipif(
+    importlib.util.find_spec("pybind11") is None, reason="pybind11 is not installed"
+)
+def test_kernels_on_the_cpu_emulator(tmp_path):
+    module = build_emulated_backend(tmp_path)
+    # The two tests sized for real GPUs (17 M elements) are left out: the small emulator grid
+    # limits exercise the same loops.
+    selection = "not emulator and not more_elements_than_one_grid and not large_view"
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+    command += [__file__, "-k", selection]
+    env = {**os.environ, EMULATOR_VARIABLE: str(module)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    passed = re.search(r"(\d+) passed", result.stdout)
+    assert passed and int(passed.group(1)) >= 150, result.stdout[-2000:]
