@@ -424,10 +424,10 @@ def test_language_model_learns_the_tiny_corpus(device, tmp_path):
     )
     _, before = simple_ml().evaluate_ptb(model, batches, seq_len=8, device=device)
     simple_ml().train_ptb(
-        model, batches, seq_len=8, n_epochs=8, optimizer=ndl.optim.Adam, lr=0.02, device=device
+        model, batches, seq_len=8, n_epochs=4, optimizer=ndl.optim.Adam, lr=0.05, device=device
     )
     _, after = simple_ml().evaluate_ptb(model, batches, seq_len=8, device=device)
-    assert after < 0.6 * before, (
-        f"8 epochs of Adam on a 4-sentence text should cut the loss a lot: {before:.3f} -> "
+    assert after < 0.5 * before, (
+        f"4 epochs of Adam on a 4-sentence text should cut the loss a lot: {before:.3f} -> "
         f"{after:.3f}"
     )
