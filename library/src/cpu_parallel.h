@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -78,7 +79,8 @@ inline int default_num_threads() {
 /// run(num_tasks, body) calls body(t) for every t in [0, num_tasks): the caller and the
 /// workers take task numbers from a shared atomic counter until none are left, then the caller
 /// waits for the stragglers. Every job gets its own counter object, so a worker that wakes up
-/// late can never take a task from the next job.
+/// late can never take a task from the next job. An exception thrown by a task (e.g.
+/// std::bad_alloc) is re-thrown by run() in the calling thread once all tasks have ended.
 class ThreadPool {
  public:
   explicit ThreadPool(int num_threads) { start(num_threads); }
@@ -116,9 +118,12 @@ class ThreadPool {
     // woken thread can wait a whole scheduler time slice for its core on a busy machine.
     auto all_done = [&] { return job->finished.load() == job->num_tasks; };
     spin_until(all_done);
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, all_done);
-    job_.reset();
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, all_done);
+      job_.reset();
+    }
+    if (job->error) std::rethrow_exception(job->error);
   }
 
  private:
@@ -127,6 +132,8 @@ class ThreadPool {
     int64_t num_tasks = 0;
     std::atomic<int64_t> next{0};
     std::atomic<int64_t> finished{0};
+    std::exception_ptr error;  // the first exception a task threw (guarded by error_mutex)
+    std::mutex error_mutex;
   };
 
   /// Polls `ready` for a short while (tens of microseconds); returns whether it became true.
@@ -154,7 +161,12 @@ class ThreadPool {
     in_pool_task() = true;
     int64_t t;
     while ((t = job.next.fetch_add(1)) < job.num_tasks) {
-      (*job.body)(t);
+      try {
+        (*job.body)(t);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(job.error_mutex);
+        if (!job.error) job.error = std::current_exception();
+      }
       if (job.finished.fetch_add(1) + 1 == job.num_tasks) {
         std::lock_guard<std::mutex> lock(mutex_);  // pairs with the caller's wait
         done_.notify_all();

@@ -238,11 +238,12 @@ void ForEachStridedBlock(const std::vector<int32_t>& shape, const std::vector<in
   std::vector<int64_t> compact_steps(dims.size(), 1);  // row-major strides of the view
   for (int64_t d = last - 1; d >= 0; --d) compact_steps[d] = compact_steps[d + 1] * dims[d + 1];
 
-  // Transpose-like? Then dimension `row_dim` (stride +-1) becomes the rows of 2-D blocks.
+  // Transpose-like (the last dimension strided, another one with stride +-1)? Then that
+  // dimension, `row_dim`, becomes the rows of 2-D blocks.
   int64_t row_dim = -1;
-  if (std::abs(steps[last]) > 1 && dims[last] >= kCopyTile) {
+  if (std::abs(steps[last]) > 1) {
     for (int64_t d = 0; d < last; ++d) {
-      if (std::abs(steps[d]) == 1 && dims[d] >= kCopyTile) row_dim = d;
+      if (std::abs(steps[d]) == 1) row_dim = d;
     }
   }
   // The odometer's digits: every outer dimension, with row_dim counted in chunks of
@@ -294,36 +295,65 @@ void ForEachStridedBlock(const std::vector<int32_t>& shape, const std::vector<in
   // END YOUR SOLUTION
 }
 
-/// dst[r * dst_row + c * dst_col] = src[r * src_row + c * src_col] for r < rows, c < cols,
-/// one kCopyTile x kCopyTile tile at a time, where one side has unit stride along r and the
-/// other along c (a transpose). Copying a transpose element by element touches a new cache line
-/// per element on the strided side, and with power-of-two strides those lines all compete for
-/// the same few L1 slots. So each tile goes through a small local buffer: read with the inner
-/// loop along the source's unit stride, written with the inner loop along the target's.
-inline void CopyTiled2D(scalar_t* dst, int64_t dst_row, int64_t dst_col, const scalar_t* src,
-                        int64_t src_row, int64_t src_col, int64_t rows, int64_t cols) {
+/// The transpose at the heart of a 2-D block: dst[r * dst_row + c] = src[r + c * src_col] for
+/// r < rows, c < cols (both unit strides positive), one kCopyTile x kCopyTile tile at a time.
+/// Copying a transpose element by element touches a new cache line per element on the strided
+/// side, and with power-of-two strides those lines all compete for the same few L1 slots. So
+/// each tile is first copied, line by line, into a small local buffer (contiguous reads), and
+/// written out from there row by row (contiguous writes).
+NEEDLE_ALWAYS_INLINE void TransposeTiles(scalar_t* __restrict__ dst, int64_t dst_row,
+                                         const scalar_t* __restrict__ src, int64_t src_col,
+                                         int64_t rows, int64_t cols) {
   // BEGIN YOUR SOLUTION (hw3)
-  alignas(64) scalar_t tile[kCopyTile][kCopyTile];
-  const bool src_along_rows = std::abs(src_row) == 1, dst_along_rows = std::abs(dst_row) == 1;
+  alignas(64) scalar_t tile[kCopyTile][kCopyTile];  // tile[c][r]
   for (int64_t c0 = 0; c0 < cols; c0 += kCopyTile) {
     const int64_t nc = std::min(kCopyTile, cols - c0);
     for (int64_t r0 = 0; r0 < rows; r0 += kCopyTile) {
       const int64_t nr = std::min(kCopyTile, rows - r0);
-      const scalar_t* s = src + r0 * src_row + c0 * src_col;
-      scalar_t* d = dst + r0 * dst_row + c0 * dst_col;
-      if (src_along_rows) {
-        for (int64_t c = 0; c < nc; ++c)
-          for (int64_t r = 0; r < nr; ++r) tile[r][c] = s[r * src_row + c * src_col];
+      const scalar_t* s = src + r0 + c0 * src_col;
+      scalar_t* d = dst + r0 * dst_row + c0;
+      if (nr == kCopyTile && nc == kCopyTile) {  // full tile: fixed trip counts vectorise
+        for (int64_t c = 0; c < kCopyTile; ++c)
+          for (int64_t r = 0; r < kCopyTile; ++r) tile[c][r] = s[c * src_col + r];
+        for (int64_t r = 0; r < kCopyTile; ++r)
+          for (int64_t c = 0; c < kCopyTile; ++c) d[r * dst_row + c] = tile[c][r];
       } else {
         for (int64_t r = 0; r < nr; ++r)
-          for (int64_t c = 0; c < nc; ++c) tile[r][c] = s[r * src_row + c * src_col];
+          for (int64_t c = 0; c < nc; ++c) d[r * dst_row + c] = s[c * src_col + r];
       }
-      if (dst_along_rows) {
-        for (int64_t c = 0; c < nc; ++c)
-          for (int64_t r = 0; r < nr; ++r) d[r * dst_row + c * dst_col] = tile[r][c];
-      } else {
-        for (int64_t r = 0; r < nr; ++r)
-          for (int64_t c = 0; c < nc; ++c) d[r * dst_row + c * dst_col] = tile[r][c];
+    }
+  }
+  // END YOUR SOLUTION
+}
+
+NEEDLE_TARGET_AVX2 void TransposeTilesAvx2(scalar_t* dst, int64_t dst_row, const scalar_t* src,
+                                           int64_t src_col, int64_t rows, int64_t cols) {
+  // BEGIN YOUR SOLUTION (hw3)
+  TransposeTiles(dst, dst_row, src, src_col, rows, cols);
+  // END YOUR SOLUTION
+}
+
+/// dst[r * dst_row + c * dst_col] = src[r * src_row + c * src_col] for r < rows, c < cols,
+/// where src has unit stride along r (+-1) and dst along c (+-1): the 2-D blocks of compact
+/// (src = the view) and, with rows and cols swapped, of setitem (dst = the view).
+inline void CopyTransposed(scalar_t* dst, int64_t dst_row, int64_t dst_col, const scalar_t* src,
+                           int64_t src_row, int64_t src_col, int64_t rows, int64_t cols) {
+  // BEGIN YOUR SOLUTION (hw3)
+  if (src_row == 1 && dst_col == 1) {
+    if (cpu_has_avx2_fma()) {
+      TransposeTilesAvx2(dst, dst_row, src, src_col, rows, cols);
+    } else {
+      TransposeTiles(dst, dst_row, src, src_col, rows, cols);
+    }
+    return;
+  }
+  // A flipped transpose (a unit stride of -1): rare enough for a plain tiled loop.
+  for (int64_t c0 = 0; c0 < cols; c0 += kCopyTile) {
+    for (int64_t r0 = 0; r0 < rows; r0 += kCopyTile) {
+      for (int64_t r = r0; r < std::min(rows, r0 + kCopyTile); ++r) {
+        for (int64_t c = c0; c < std::min(cols, c0 + kCopyTile); ++c) {
+          dst[r * dst_row + c * dst_col] = src[r * src_row + c * src_col];
+        }
       }
     }
   }
@@ -347,15 +377,17 @@ void Compact(const AlignedArray& a, AlignedArray* out, std::vector<int32_t> shap
   ForEachStridedBlock(shape, strides, offset, [&](const StridedBlock& block) {
     scalar_t* dst = target + block.compact;
     const scalar_t* src = source + block.strided;
+    const int64_t cols = block.cols, step = block.col_step;
     if (block.rows > 1) {
-      CopyTiled2D(dst, block.compact_row_step, 1, src, block.row_step, block.col_step,
-                  block.rows, block.cols);
-    } else if (block.col_step == 1) {
-      std::memcpy(dst, src, block.cols * ELEM_SIZE);
-    } else if (block.col_step == 0) {  // a broadcast dimension
-      std::fill(dst, dst + block.cols, *src);
+      CopyTransposed(dst, block.compact_row_step, 1, src, block.row_step, step, block.rows, cols);
+    } else if (step == 1) {
+      std::memcpy(dst, src, cols * ELEM_SIZE);
+    } else if (step == 0) {  // a broadcast dimension
+      std::fill(dst, dst + cols, *src);
+    } else if (step == -1) {  // a flip: a constant step lets the compiler vectorise
+      for (int64_t j = 0; j < cols; ++j) dst[j] = src[-j];
     } else {
-      for (int64_t j = 0; j < block.cols; ++j) dst[j] = src[j * block.col_step];
+      for (int64_t j = 0; j < cols; ++j) dst[j] = src[j * step];
     }
   });
   // END YOUR SOLUTION
@@ -378,8 +410,9 @@ void EwiseSetitem(const AlignedArray& a, AlignedArray* out, std::vector<int32_t>
     const scalar_t* src = source + block.compact;
     scalar_t* dst = target + block.strided;
     if (block.rows > 1) {
-      CopyTiled2D(dst, block.row_step, block.col_step, src, block.compact_row_step, 1,
-                  block.rows, block.cols);
+      // The view's unit stride runs along the block's rows: swap rows and columns.
+      CopyTransposed(dst, block.col_step, block.row_step, src, 1, block.compact_row_step,
+                     block.cols, block.rows);
     } else if (block.col_step == 1) {
       std::memcpy(dst, src, block.cols * ELEM_SIZE);
     } else if (block.col_step == 0) {  // every element lands on the same slot: the last wins
@@ -915,7 +948,7 @@ void MaxShortRows(const scalar_t* x, scalar_t* out, int64_t outputs, int64_t n) 
   // END YOUR SOLUTION
 }
 
-/// out[i] = max(a[i*reduce_size : (i+1)*reduce_size])
+/// out[i] = max(a[i*reduce_size : (i+1)*reduce_size]); reduce_size 0 is an error (as numpy).
 void ReduceMax(const AlignedArray& a, AlignedArray* out, size_t reduce_size) {
   // BEGIN YOUR SOLUTION (hw3)
   ReduceContiguous(
@@ -928,9 +961,10 @@ void ReduceMax(const AlignedArray& a, AlignedArray* out, size_t reduce_size) {
   // END YOUR SOLUTION
 }
 
-/// out[i] = sum(a[i*reduce_size : (i+1)*reduce_size])
+/// out[i] = sum(a[i*reduce_size : (i+1)*reduce_size]); an empty sum is 0.
 void ReduceSum(const AlignedArray& a, AlignedArray* out, size_t reduce_size) {
   // BEGIN YOUR SOLUTION (hw3)
+  if (reduce_size == 0) return Fill(out, 0.0f);
   ReduceContiguous(
       "reduce_sum", a, out, reduce_size,
       [](const scalar_t* x, int64_t n) -> double {

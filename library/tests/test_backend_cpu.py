@@ -114,6 +114,7 @@ def strided_views(base):
         "transpose_2d_tiles": base[: 64 * 96].reshape(64, 96).T,
         "slice_steps": b2[3:90:4, 5:100:3],
         "flip_rows": b2[::-1],
+        "flip_cols": b2[:, ::-1],
         "flip_both": b2[::-1, ::-2],
         "flipped_transpose": b2[::-1].T,
         "broadcast_row": np.broadcast_to(base[:101], (40, 101)),
@@ -121,6 +122,12 @@ def strided_views(base):
         "broadcast_middle": np.broadcast_to(base[:60].reshape(3, 1, 20), (3, 50, 20)),
         "permute_4d": base[: 8 * 9 * 10 * 11].reshape(8, 9, 10, 11).transpose(0, 3, 1, 2),
         "permute_4d_nhwc": base[: 2 * 16 * 15 * 20].reshape(2, 16, 15, 20).transpose(0, 2, 3, 1),
+        "nchw_to_nhwc_3_channels": base[: 2 * 3 * 40 * 41]
+        .reshape(2, 3, 40, 41)
+        .transpose(0, 2, 3, 1),
+        "nhwc_to_nchw_3_channels": base[: 2 * 40 * 41 * 3]
+        .reshape(2, 40, 41, 3)
+        .transpose(0, 3, 1, 2),
         "permute_7d": b7.transpose(6, 0, 5, 1, 4, 2, 3),
         "slice_7d": b7[1:, ::2, 1:3, ::-1, 2:5, ::3, :1],
         "size_one_dims": base[:30].reshape(1, 5, 1, 6, 1)[:, ::2],
@@ -404,7 +411,10 @@ def test_reduction_errors():
     with pytest.raises(ValueError):
         cpu.reduce_sum(cpu.Array(5), cpu.Array(2), 3)
     with pytest.raises(ValueError):
-        cpu.reduce_max(cpu.Array(5), cpu.Array(1), 0)
+        cpu.reduce_max(cpu.Array(5), cpu.Array(1), 0)  # numpy: max of nothing is an error
+    out = to_array(np.ones(3))
+    cpu.reduce_sum(cpu.Array(0), out, 0)  # and a sum of nothing is 0
+    np.testing.assert_array_equal(to_numpy(out, (3,)), np.zeros(3))
 
 
 # ---- matmul ----------------------------------------------------------------------------------
