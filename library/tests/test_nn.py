@@ -416,6 +416,21 @@ def test_conv_matches_torch(device, in_channels, out_channels, kernel, stride, b
 
 
 @pytest.mark.hw4
+def test_conv_on_data_that_needs_no_gradient(device):
+    np.random.seed(0)
+    conv = nn.Conv(3, 4, 7, stride=4, device=device)
+    x = randn(2, 3, 16, 16)
+    conv(to_needle(x, device, requires_grad=False)).sum().backward()
+    weight_grad, bias_grad = conv.weight.grad.numpy(), conv.bias.grad.numpy()
+    conv.weight.grad = conv.bias.grad = None
+    x_nd = to_needle(x, device)
+    conv(x_nd).sum().backward()
+    np.testing.assert_allclose(weight_grad, conv.weight.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bias_grad, conv.bias.grad.numpy(), rtol=1e-5, atol=1e-5)
+    assert x_nd.grad.shape == x.shape
+
+
+@pytest.mark.hw4
 def test_conv_initialisation(device):
     np.random.seed(0)
     conv = nn.Conv(3, 8, (3, 3), stride=(2, 2), device=device)

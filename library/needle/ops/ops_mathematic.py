@@ -806,17 +806,20 @@ class Conv(TensorOp):
 
         # d/dx: correlate the dilated adjoint with the kernel flipped in space and with its
         # channels swapped ("full" padding K - 1 on each side), then remove the forward
-        # padding again (negative padding crops).
-        flipped = transpose(flip(weight, (0, 1)), (2, 3))  # (K_h, K_w, C_out, C_in)
-        grad_x = conv(
-            grad,
-            flipped,
-            stride=1,
-            padding=(
-                (kernel_h - 1 - top, kernel_h - 1 - bottom - extra_h),
-                (kernel_w - 1 - left, kernel_w - 1 - right - extra_w),
-            ),
-        )
+        # padding again (negative padding crops). Skipped when x needs no gradient (a batch
+        # of images): for a strided first layer it is the most expensive part of backward.
+        grad_x = None
+        if x.requires_grad:
+            flipped = transpose(flip(weight, (0, 1)), (2, 3))  # (K_h, K_w, C_out, C_in)
+            grad_x = conv(
+                grad,
+                flipped,
+                stride=1,
+                padding=(
+                    (kernel_h - 1 - top, kernel_h - 1 - bottom - extra_h),
+                    (kernel_w - 1 - left, kernel_w - 1 - right - extra_w),
+                ),
+            )
 
         # d/dw: a correlation of the input with the dilated adjoint, in which the batch axis
         # plays the role of the channels that get summed.
