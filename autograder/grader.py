@@ -154,6 +154,80 @@ def write_tree(files: dict[str, bytes], root: Path) -> None:
         os.chmod(directory, 0o755)
 
 
+# --- building native code ---------------------------------------------------------------
+
+
+def build_commands(
+    workspace: Path, build: str, custom: list | None, values: dict[str, str]
+) -> list[list[str]]:
+    """Compile commands (inside paths) for a workspace: ``custom`` (a probe module's BUILD,
+    with ``{placeholders}``) or the default of the ``build`` kind."""
+    if custom:
+        return [[part.format(**values) for part in command] for command in custom]
+    if build == "ext":  # one pybind11 module per src/*.cpp, next to it (hw0)
+        return [
+            ["c++", "-O2", "-std=c++17", "-shared", "-fPIC", "-w"]
+            + [f"-I{values['python_include']}", f"-I{values['pybind11_include']}"]
+            + [f"src/{source.name}", "-o", f"src/{source.stem}{values['ext_suffix']}"]
+            for source in sorted((workspace / "src").glob("*.cpp"))
+        ]
+    if build == "cmake":  # the release's CMakeLists.txt (hw3+)
+        return [
+            ["cmake", "-S", ".", "-B", "build", "-DCMAKE_BUILD_TYPE=Release"]
+            + [f"-DPython_EXECUTABLE={values['python']}"]
+            + [f"-Dpybind11_DIR={values['pybind11_cmake_dir']}"],
+            ["cmake", "--build", "build", "-j", "1"],
+        ]
+    return []
+
+
+def build_workspace(
+    workspace: Path,
+    sandbox: Sandbox,
+    runtime: Runtime,
+    build: str,
+    custom: list | None,
+    limits: SandboxLimits,
+    scratch: Path,
+) -> tuple[bool, str]:
+    """Compile a workspace's C++/CUDA inside ``sandbox`` (the workspace is writable for this
+    step only): (succeeded, log). A compile error is feedback, not a grader failure."""
+    import sysconfig
+
+    mounts = [
+        Mount(runtime.python_home, RUNTIME),
+        Mount(runtime.site, SITE),
+        Mount(workspace, WORK, writable=True),
+        Mount(scratch, GRADER),
+    ]
+    site = sandbox.view(mounts, SITE)
+    values = {
+        "python": sandbox.view(mounts, RUNTIME) + "/bin/python3",
+        "python_include": sandbox.view(mounts, RUNTIME) + "/" + runtime.include_dir,
+        "pybind11_include": f"{site}/{runtime.pybind11_include}",
+        "pybind11_cmake_dir": f"{site}/{runtime.pybind11_cmake_dir}",
+        "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX") or ".so",
+        "work": sandbox.view(mounts, WORK),
+    }
+    commands = build_commands(workspace, build, custom, values)
+    if not commands:
+        return True, ""
+    limits = dataclasses.replace(
+        limits,
+        wall_s=max(limits.wall_s, 300),
+        cpu_s=max(limits.cpu_s, 300),
+        memory_bytes=max(limits.memory_bytes, 4096 * 1024 * 1024),
+    )
+    log = []
+    for command in commands:
+        result = sandbox.run(command, mounts, limits, cwd=WORK)
+        log.append("$ " + " ".join(command) + "\n" + result.output)
+        if result.returncode != 0:
+            log.append(describe_end(result, limits))
+            return False, "\n".join(log)
+    return True, "\n".join(log)
+
+
 # --- outcomes ------------------------------------------------------------------------------
 
 
@@ -261,64 +335,18 @@ class Grader:
 
     # -- building native code ----------------------------------------------------------------
 
-    def build_commands(self, workspace: Path, sandbox: Sandbox, mounts) -> list[list[str]]:
-        """The compile commands for the workspace (inside paths), per ``build`` kind."""
-        suite = self.homework.suite
-        import sysconfig
-
-        values = {
-            "python": self._python(sandbox, mounts),
-            "python_include": sandbox.view(mounts, RUNTIME) + "/" + self.runtime.include_dir,
-            "pybind11_include": sandbox.view(mounts, SITE) + "/" + self.runtime.pybind11_include,
-            "pybind11_cmake_dir": sandbox.view(mounts, SITE)
-            + "/"
-            + self.runtime.pybind11_cmake_dir,
-            "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX") or ".so",
-            "work": sandbox.view(mounts, WORK),
-        }
-        custom = suite.setting("BUILD")
-        if custom:
-            return [[part.format(**values) for part in command] for command in custom]
-        if self.homework.build == "ext":
-            commands = []
-            for source in sorted((workspace / "src").glob("*.cpp")):
-                target = f"src/{source.stem}{values['ext_suffix']}"
-                commands.append(
-                    ["c++", "-O2", "-std=c++17", "-shared", "-fPIC", "-w"]
-                    + [f"-I{values['python_include']}", f"-I{values['pybind11_include']}"]
-                    + [f"src/{source.name}", "-o", target]
-                )
-            return commands
-        if self.homework.build == "cmake":
-            return [
-                ["cmake", "-S", ".", "-B", "build", "-DCMAKE_BUILD_TYPE=Release"]
-                + [f"-DPython_EXECUTABLE={values['python']}"]
-                + [f"-Dpybind11_DIR={values['pybind11_cmake_dir']}"],
-                ["cmake", "--build", "build", "-j", "1"],
-            ]
-        return []
-
     def build(self, workspace: Path, sandbox: Sandbox) -> tuple[bool, str]:
         """Compile the workspace's native code in ``sandbox``: (succeeded, log)."""
         scratch = self._new_scratch("build")
-        mounts = self._mounts(workspace, scratch, writable_work=True)
-        commands = self.build_commands(workspace, sandbox, mounts)
-        if not commands:
-            return True, ""
-        limits = dataclasses.replace(
+        return build_workspace(
+            workspace,
+            sandbox,
+            self.runtime,
+            self.homework.build,
+            self.homework.suite.setting("BUILD"),
             self.limits,
-            wall_s=max(self.limits.wall_s, 300),
-            cpu_s=max(self.limits.cpu_s, 300),
-            memory_bytes=max(self.limits.memory_bytes, 4096 * 1024 * 1024),
+            scratch,
         )
-        log = []
-        for command in commands:
-            result = sandbox.run(command, mounts, limits, cwd=WORK)
-            log.append("$ " + " ".join(command) + "\n" + result.output)
-            if result.returncode != 0:
-                log.append(describe_end(result, limits))
-                return False, "\n".join(log)
-        return True, "\n".join(log)
 
     # -- running one unit ------------------------------------------------------------------
 

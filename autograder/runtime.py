@@ -78,8 +78,9 @@ class Runtime:
         return "pybind11/share/cmake/pybind11"
 
 
-def _runtime_key() -> str:
+def _runtime_key(extras: tuple[str, ...] = ()) -> str:
     parts = [
+        *extras,
         sys.version,
         sys.base_prefix,
         numpy.__version__,
@@ -124,7 +125,21 @@ def _stage_tree(source: Path, target: Path, skip=lambda path: False) -> None:
                 _place(path, destination)
 
 
-def _stage(target: Path) -> None:
+def _stage_module(name: str, site: Path) -> None:
+    """Stage the installed top-level module or package ``name`` into ``site``."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(f"cannot stage {name!r} into the sandbox runtime: not installed")
+    origin = Path(spec.origin)
+    if spec.submodule_search_locations:
+        _stage_tree(origin.parent, site / origin.parent.name, lambda p: p.name == "tests")
+    else:
+        _place(origin, site / origin.name)
+
+
+def _stage(target: Path, extras: tuple[str, ...] = ()) -> None:
     prefix = Path(sys.base_prefix)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     python_home = target / "python"
@@ -159,6 +174,8 @@ def _stage(target: Path) -> None:
         for part in ("include", "share"):
             if (package / part).is_dir():
                 _stage_tree(package / part, site / "pybind11" / part)
+    for name in extras:
+        _stage_module(name, site)
     # Read and traverse for everyone: the sandbox may run as an unprivileged user.
     for directory, _, files in os.walk(target):
         os.chmod(directory, 0o755)
@@ -168,15 +185,20 @@ def _stage(target: Path) -> None:
                 os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
-def ensure_runtime(build_dir: Path = BUILD_DIR) -> Runtime:
-    """Stage (once) and return the runtime for this machine's interpreter and numpy."""
-    key = _runtime_key()
+# What ``autograder check`` adds to the runtime: pytest and its dependencies.
+PYTEST_MODULES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py")
+
+
+def ensure_runtime(build_dir: Path = BUILD_DIR, extras: tuple[str, ...] = ()) -> Runtime:
+    """Stage (once) and return the runtime for this machine's interpreter and numpy
+    (plus the installed top-level modules ``extras``)."""
+    key = _runtime_key(tuple(extras))
     root = build_dir / "autograder" / "runtime" / key
     manifest = root / "runtime.json"
     if not manifest.exists():
         staging = root.with_name(f"{key}.staging-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        _stage(staging)
+        _stage(staging, tuple(extras))
         info = {"python": sys.version, "numpy": numpy.__version__, "key": key}
         (staging / "runtime.json").write_text(json.dumps(info, indent=1))
         try:

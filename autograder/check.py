@@ -1,0 +1,114 @@
+"""``autograder check HW [--dir DIR] [-k EXPR]``: a student runs the public tests of their
+release folder with the grader's machinery, locally.
+
+The folder is copied into a scratch workspace, its C++ is compiled in the sandbox when the
+homework has some, and ``pytest tests`` runs in the same local sandbox the grader uses (the
+runtime gets pytest in addition to numpy). Nothing of the grader's hidden probes is involved:
+this is exactly what ``make check`` runs, under the grader's isolation and limits, so "it works
+on my machine" and "it works in the grader" are the same statement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from autograder.grader import build_workspace, write_tree
+from autograder.runtime import PYTEST_MODULES, ensure_runtime
+from autograder.sandbox import (
+    GRADER,
+    RUNTIME,
+    SITE,
+    WORK,
+    Mount,
+    PlainSandbox,
+    SandboxLimits,
+    describe_end,
+    local_sandbox,
+)
+
+CHECK_LIMITS = SandboxLimits(wall_s=1200, cpu_s=1200, output_bytes=8 * 1024 * 1024)
+SKIPPED = {"__pycache__", ".pytest_cache", "build", ".git", ".ipynb_checkpoints"}
+
+
+def _release_files(folder: Path) -> dict[str, bytes]:
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part in SKIPPED for part in relative.parts) or path.is_symlink():
+            continue
+        if path.is_file() and path.suffix not in (".so", ".o", ".pyc"):
+            files[relative.as_posix()] = path.read_bytes()
+    return files
+
+
+def run_check(hw: str, folder: Path, k: str | None = None, sandbox_kind: str = "local") -> int:
+    folder = Path(folder).resolve()
+    info_path = folder / ".assignment.json"
+    if not info_path.is_file():
+        print(f"autograder check: {folder} is not a homework release folder", file=sys.stderr)
+        return 2
+    info = json.loads(info_path.read_text())
+    if info.get("name") != hw:
+        print(f"autograder check: {folder} holds {info.get('name')}, not {hw}", file=sys.stderr)
+        return 2
+    sandbox = local_sandbox() if sandbox_kind == "local" else PlainSandbox("--sandbox plain")
+    if not sandbox.isolated:
+        print(f"WARNING: {sandbox.describe()}", file=sys.stderr)
+    runtime = ensure_runtime(extras=PYTEST_MODULES)
+    scratch = Path(tempfile.mkdtemp(prefix="needle-check-"))
+    scratch.chmod(0o755)
+    try:
+        workspace = scratch / "work"
+        write_tree(_release_files(folder), workspace)
+        (scratch / "grader").mkdir()
+        (scratch / "grader").chmod(0o755)
+        built, log = build_workspace(
+            workspace,
+            sandbox,
+            runtime,
+            info.get("build", "none"),
+            None,
+            CHECK_LIMITS,
+            scratch / "grader",
+        )
+        if not built:
+            print(log[-6000:])
+            print("autograder check: the C++ code does not compile (above)", file=sys.stderr)
+            return 1
+        mounts = [
+            Mount(runtime.python_home, RUNTIME),
+            Mount(runtime.site, SITE),
+            Mount(workspace, WORK),
+            Mount(scratch / "grader", GRADER),
+        ]
+        work = sandbox.view(mounts, WORK)
+        arguments = ["-q", "-p", "no:cacheprovider", "tests", *(["-k", k] if k else [])]
+        code = (
+            "import os, sys\n"
+            f"sys.path[:0] = [{sandbox.view(mounts, SITE)!r}, {work!r}, {work + '/apps'!r}]\n"
+            f"os.environ.update({json.dumps(_environment(info))})\n"
+            "import pytest\n"
+            f"raise SystemExit(pytest.main({arguments!r}))\n"
+        )
+        python = sandbox.view(mounts, RUNTIME) + "/bin/python3"
+        limits = dataclasses.replace(CHECK_LIMITS)
+        result = sandbox.run([python, "-I", "-S", "-B", "-c", code], mounts, limits, cwd=WORK)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(result.output.replace(str(scratch), ""))
+    ended = describe_end(result, limits)
+    if ended not in ("finished",) and not ended.startswith("exited early"):
+        print(f"autograder check: the test run {ended}", file=sys.stderr)
+    return result.returncode if result.returncode is not None else 1
+
+
+def _environment(info: dict) -> dict[str, str]:
+    environment = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "HOME": "/tmp"}
+    if info.get("backend"):
+        environment["NEEDLE_BACKEND"] = info["backend"]
+    return environment
