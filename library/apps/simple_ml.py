@@ -86,7 +86,7 @@ class RunningScore:
 
     def show(self, bar) -> None:
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{self.loss:.4f}", acc=f"{self.accuracy:.4f}")
+            bar.set_postfix(loss=f"{self.loss:.4f}", acc=f"{self.accuracy:.4f}", refresh=False)
 
 
 # ---------------------------------------------------------------------------------------------
