@@ -25,6 +25,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
@@ -32,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -56,12 +58,20 @@ constexpr int64_t kParallelGrain = 128 * 1024;
 
 /// A flat buffer of `size` floats, aligned to ALIGNMENT bytes so that vector loads of any
 /// width start on a boundary. The contents start uninitialised.
+///
+/// Big buffers (>= 4 MB) are aligned to 2 MB and marked for transparent huge pages on Linux:
+/// one page fault per 2 MB instead of 512, and far fewer TLB misses when a transpose or a
+/// matmul walks the buffer with big strides.
 struct AlignedArray {
   explicit AlignedArray(const size_t size) {
     // posix_memalign may return nullptr for 0 bytes; always ask for at least one element.
-    int ret = posix_memalign(reinterpret_cast<void**>(&ptr), ALIGNMENT,
-                             std::max<size_t>(size, 1) * ELEM_SIZE);
+    const size_t bytes = std::max<size_t>(size, 1) * ELEM_SIZE;
+    const bool huge = bytes >= 2 * kHugePage;
+    int ret = posix_memalign(reinterpret_cast<void**>(&ptr), huge ? kHugePage : ALIGNMENT, bytes);
     if (ret != 0) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    if (huge) madvise(ptr, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);  // a hint only
+#endif
     this->size = size;
   }
   ~AlignedArray() { free(ptr); }
@@ -70,6 +80,8 @@ struct AlignedArray {
   size_t ptr_as_int() { return reinterpret_cast<size_t>(ptr); }
   scalar_t* ptr;
   size_t size;
+
+  static constexpr size_t kHugePage = size_t{2} << 20;
 };
 
 /// Raises ValueError unless a view (shape, strides, offset) stays inside a buffer of `size`
@@ -258,7 +270,6 @@ void ForEachStridedBlock(const std::vector<int32_t>& shape, const std::vector<in
   }
   int64_t num_items = 1;
   for (int64_t size : digit_sizes) num_items *= size;
-  const int64_t row_digit = row_dim;  // digit d describes dimension d
 
   parallel_for(
       num_items, std::max<int64_t>(1, kParallelGrain / (rows_per_item * dims[last])),
@@ -274,10 +285,10 @@ void ForEachStridedBlock(const std::vector<int32_t>& shape, const std::vector<in
         }
         for (int64_t item = first_item; item < end_item; ++item) {
           StridedBlock block{compact, strided, 1, 0, 0, dims[last], steps[last]};
-          if (row_digit >= 0) {
-            block.rows = std::min(kBlockRows, dims[row_digit] - index[row_digit] * kBlockRows);
-            block.compact_row_step = compact_steps[row_digit];
-            block.row_step = steps[row_digit];
+          if (row_dim >= 0) {  // digit d counts dimension d
+            block.rows = std::min(kBlockRows, dims[row_dim] - index[row_dim] * kBlockRows);
+            block.compact_row_step = compact_steps[row_dim];
+            block.row_step = steps[row_dim];
           }
           visit(block);
           // Advance the odometer: bump the last digit, carrying into earlier ones.
@@ -380,6 +391,8 @@ void Compact(const AlignedArray& a, AlignedArray* out, std::vector<int32_t> shap
     const int64_t cols = block.cols, step = block.col_step;
     if (block.rows > 1) {
       CopyTransposed(dst, block.compact_row_step, 1, src, block.row_step, step, block.rows, cols);
+    } else if (step == 1 && cols <= 16) {  // a short run: cheaper inline than a memcpy call
+      for (int64_t j = 0; j < cols; ++j) dst[j] = src[j];
     } else if (step == 1) {
       std::memcpy(dst, src, cols * ELEM_SIZE);
     } else if (step == 0) {  // a broadcast dimension
@@ -1026,26 +1039,13 @@ struct TiledView {
   }
 };
 
-/// Per-thread scratch memory, 64-byte aligned, kept between calls (packing buffers are reused
+/// Per-thread scratch memory (an AlignedArray), kept between calls (packing buffers are reused
 /// by every matmul instead of paying for fresh pages each time). Slot 0: packed A, 1: packed B.
 inline scalar_t* ThreadScratch(int slot, size_t floats) {
-  struct Buffer {
-    scalar_t* data = nullptr;
-    size_t capacity = 0;
-    ~Buffer() { free(data); }
-  };
-  static thread_local Buffer buffers[2];
-  Buffer& buffer = buffers[slot];
-  if (buffer.capacity < floats) {
-    free(buffer.data);
-    buffer.data = nullptr;
-    if (posix_memalign(reinterpret_cast<void**>(&buffer.data), 64, floats * ELEM_SIZE) != 0) {
-      buffer.capacity = 0;
-      throw std::bad_alloc();
-    }
-    buffer.capacity = floats;
-  }
-  return buffer.data;
+  static thread_local std::unique_ptr<AlignedArray> buffers[2];
+  std::unique_ptr<AlignedArray>& buffer = buffers[slot];
+  if (!buffer || buffer->size < floats) buffer.reset(new AlignedArray(floats));
+  return buffer->ptr;
 }
 
 /// Packs rows [row0, row0+rows) x depth [k0, k0+depth) of A into micro-panels of kMR rows:
