@@ -169,12 +169,20 @@ def execute(path: Path, timeout: int = CELL_TIMEOUT_S) -> LectureRun:
             kernel_name=KERNEL_NAME,
             resources={"metadata": {"path": scratch}},
         )
+        # The kernel's own stderr (start-up chatter, or a crash's last words) goes to a log
+        # that is quoted only when the kernel dies.
+        kernel_log = Path(scratch) / "kernel.log"
         start = time.perf_counter()
         error = None
-        try:
-            client.execute(env=_kernel_env())
-        except Exception as exc:  # a failing cell, a dead kernel, a timeout: all reported
-            error = _describe_failure(exc, notebook)
+        with open(kernel_log, "wb") as log:
+            try:
+                client.execute(env=_kernel_env(), stderr=log)
+            except Exception as exc:  # a failing cell, a dead kernel, a timeout: all reported
+                error = _describe_failure(exc, notebook)
+                if "DeadKernel" in type(exc).__name__:
+                    lines = kernel_log.read_text(errors="replace").strip().splitlines()
+                    tail = [line for line in lines if "without encryption" not in line][-3:]
+                    error += " | kernel stderr: " + (" / ".join(tail) or "(empty)")
         seconds = time.perf_counter() - start
     figures, tables = count_displays(notebook)
     return LectureRun(path.stem, seconds, error, figures, tables, notebook)
