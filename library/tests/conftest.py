@@ -1,9 +1,8 @@
 """Shared test fixtures: every device the selected backend has, CUDA skipped with a reason."""
 
+import needle as ndl
 import numpy as np
 import pytest
-
-import needle as ndl
 
 
 def available_devices():
@@ -20,7 +19,7 @@ def available_devices():
                 pytest.mark.cuda,
                 pytest.mark.skipif(
                     not cuda.enabled(),
-                    reason="no CUDA GPU here (the CUDA backend is compiled; it runs where a GPU is)",
+                    reason="no CUDA GPU on this machine (the CUDA backend is built, not run)",
                 ),
             ],
         )
