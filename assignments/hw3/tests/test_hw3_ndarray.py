@@ -13,8 +13,9 @@ Each test name says which part of the homework it checks, so one part runs on it
 
 numpy is the oracle: values, shapes and strides must equal numpy's (numpy counts strides in
 bytes, NDArray in float32 elements, so numpy's strides are divided by 4). The CUDA tests are
-skipped, with the reason, where there is no GPU. After you change ``src/``, run ``make build``
-(``make check`` does it for you).
+skipped, with the reason, where there is no GPU. Part 1 runs on the numpy device too (views
+need no kernel), so it can pass before you write any C++. After you change ``src/``, run
+``make build`` (``make check`` does it for you).
 """
 
 from __future__ import annotations
@@ -43,15 +44,26 @@ def _cuda_param():
 DEVICES = [pytest.param(nd.cpu(), id="cpu"), _cuda_param()]
 
 
-@pytest.fixture(params=DEVICES)
-def device(request):
-    device = request.param
+def _available(device):
     if not device.enabled():
         pytest.fail(
             f"the {device.name} backend is not available: {device.unavailable_reason}. "
             "Build it with `make build` (make check does that first)."
         )
     return device
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """The devices whose kernels you write: the C++ CPU backend and the CUDA backend."""
+    return _available(request.param)
+
+
+@pytest.fixture(params=[pytest.param(nd.cpu_numpy(), id="numpy"), *DEVICES])
+def any_device(request):
+    """For Part 1 (no kernels involved): also the numpy backend, so views can be tested
+    before (and whatever the state of) your C++."""
+    return _available(request.param)
 
 
 def integers(*shape, seed=0, low=-9, high=10) -> np.ndarray:
@@ -109,15 +121,15 @@ RESHAPES = [
 
 
 @pytest.mark.parametrize("shape,new_shape", RESHAPES, ids=str)
-def test_python_ops_reshape(shape, new_shape, device):
+def test_python_ops_reshape(shape, new_shape, any_device):
     data = integers(*shape)
-    a = nd.NDArray(data, device=device)
+    a = nd.NDArray(data, device=any_device)
     b = a.reshape(new_shape)
     check_view(b, data.reshape(new_shape), a, f"reshape {shape} -> {new_shape}")
 
 
-def test_python_ops_reshape_rejects_bad_input(device):
-    a = nd.NDArray(integers(4, 6), device=device)
+def test_python_ops_reshape_rejects_bad_input(any_device):
+    a = nd.NDArray(integers(4, 6), device=any_device)
     with pytest.raises(ValueError):
         a.reshape((5, 5))  # 25 elements != 24
     not_compact = a.permute((1, 0))
@@ -138,9 +150,9 @@ PERMUTES = [
 
 
 @pytest.mark.parametrize("shape,axes", PERMUTES, ids=str)
-def test_python_ops_permute(shape, axes, device):
+def test_python_ops_permute(shape, axes, any_device):
     data = integers(*shape, seed=1)
-    a = nd.NDArray(data, device=device)
+    a = nd.NDArray(data, device=any_device)
     b = a.permute(axes)
     check_view(b, np.transpose(data, axes), a, f"permute {shape} by {axes}")
 
@@ -156,15 +168,15 @@ BROADCASTS = [
 
 
 @pytest.mark.parametrize("shape,new_shape", BROADCASTS, ids=str)
-def test_python_ops_broadcast_to(shape, new_shape, device):
+def test_python_ops_broadcast_to(shape, new_shape, any_device):
     data = integers(*shape, seed=2)
-    a = nd.NDArray(data, device=device)
+    a = nd.NDArray(data, device=any_device)
     b = a.broadcast_to(new_shape)
     check_view(b, np.broadcast_to(data, new_shape), a, f"broadcast_to {shape} -> {new_shape}")
 
 
-def test_python_ops_broadcast_to_rejects_bad_shapes(device):
-    a = nd.NDArray(integers(3, 4), device=device)
+def test_python_ops_broadcast_to_rejects_bad_shapes(any_device):
+    a = nd.NDArray(integers(3, 4), device=any_device)
     with pytest.raises((ValueError, AssertionError)):
         a.broadcast_to((3, 5))  # an axis of length 4 cannot stretch to 5
 
@@ -197,9 +209,9 @@ GETITEMS = [
 
 
 @pytest.mark.parametrize("shape,index", GETITEMS, ids=str)
-def test_python_ops_getitem(shape, index, device):
+def test_python_ops_getitem(shape, index, any_device):
     data = integers(*shape, seed=3)
-    a = nd.NDArray(data, device=device)
+    a = nd.NDArray(data, device=any_device)
     b = a[index]
     expected = data[as_numpy_index(index, shape)]
     check_view(b, expected, a, f"A{list(index)} of a {shape} array")
@@ -210,13 +222,13 @@ def test_python_ops_getitem(shape, index, device):
     )
 
 
-def test_python_ops_views_of_views(device):
+def test_python_ops_views_of_views(any_device):
     data = integers(6, 7, 8, seed=4)
-    a = nd.NDArray(data, device=device)
+    a = nd.NDArray(data, device=any_device)
     b = a.permute((2, 0, 1))[1:7:2, ::-1, 2:5]
     expected = np.transpose(data, (2, 0, 1))[1:7:2, ::-1, 2:5]
     check_view(b, expected, a, "permute((2, 0, 1))[1:7:2, ::-1, 2:5]")
-    c = nd.NDArray(integers(4, 1, seed=5), device=device).broadcast_to((4, 3))[1:3, ::2]
+    c = nd.NDArray(integers(4, 1, seed=5), device=any_device).broadcast_to((4, 3))[1:3, ::2]
     check_values(c, np.broadcast_to(integers(4, 1, seed=5), (4, 3))[1:3, ::2], "broadcast, slice")
 
 
