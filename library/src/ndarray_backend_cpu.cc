@@ -12,8 +12,9 @@
 //   Scalar kernels (`scalar_mul`, ...) are maps whose lambda captures the scalar.
 // * Speed without -march=native: the module is built for baseline x86-64, and each hot loop is
 //   compiled a second time for AVX2+FMA (see cpu_parallel.h) and picked at run time. Loops are
-//   written plainly (restrict pointers, no branches) so the compiler vectorises them; only the
-//   matmul micro-kernel uses intrinsics.
+//   written plainly (restrict pointers, no branches) so the compiler vectorises them; the block
+//   reductions spell out their vectors (GCC/Clang vector types) and only the matmul
+//   micro-kernel uses intrinsics.
 // * Big loops are split over a small thread pool (cpu_parallel.h); the thread count comes from
 //   NEEDLE_NUM_THREADS / OMP_NUM_THREADS and can be changed with set_num_threads(n). Results do
 //   not depend on the thread count: every output element is computed by the same sequence of
@@ -53,7 +54,8 @@ typedef float scalar_t;
 const size_t ELEM_SIZE = sizeof(scalar_t);
 
 // Loops shorter than this many elements per thread stay on one thread: handing work to another
-// thread costs a few microseconds, about what one core needs for ~100K elements.
+// thread costs microseconds (more on a busy machine), and a chunk must be long enough to repay
+// that; 128K floats keep a core busy for tens of microseconds even for the cheapest kernel.
 constexpr int64_t kParallelGrain = 128 * 1024;
 
 /// A flat buffer of `size` floats, aligned to ALIGNMENT bytes so that vector loads of any
