@@ -196,6 +196,11 @@ class Tolerance:
         return f"rtol={self.rtol:g}, atol={self.atol:g}"
 
 
+def is_not_gradable(value: Any) -> bool:
+    """A reference answer saying the probe cannot run on this machine (kit.NotGradable)."""
+    return isinstance(value, ErrorAnswer) and value.type.rsplit(".", 1)[-1] == "NotGradable"
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, NDArrayAnswer):
         return "array"

@@ -134,6 +134,14 @@ class Homework:
         return float(sum(self.points.values()))
 
 
+def _unreachable_ancestor(path: Path) -> Path | None:
+    """The first folder on the way to ``path`` that other users cannot traverse, if any."""
+    for folder in [*reversed(Path(path).parents), Path(path)]:
+        if not os.stat(folder).st_mode & 0o001:
+            return folder
+    return None
+
+
 def _tree_digest(files: dict[str, bytes]) -> str:
     digest = hashlib.sha256()
     for path in sorted(files):
@@ -286,7 +294,15 @@ class Grader:
             self.limits = dataclasses.replace(self.limits, **self.limit_overrides)
         self.build_dir = Path(build_dir)
         self.log = log or (lambda message: print(message, file=sys.stderr))
-        self.runtime: Runtime = ensure_runtime(self.build_dir)
+        # The runtime lives in the repository's build folder (or $NEEDLE_BUILD_DIR), which the
+        # sandbox user can reach, whatever ``build_dir`` the reference cache uses.
+        self.runtime: Runtime = ensure_runtime()
+        unreachable = _unreachable_ancestor(self.runtime.root)
+        if unreachable and getattr(sandbox, "writer_uid", None) is not None:
+            raise GraderSetupError(
+                f"the sandbox user cannot reach the runtime {self.runtime.root}: {unreachable} "
+                "is not searchable by others; set NEEDLE_BUILD_DIR to a folder that is"
+            )
         self._scratch = Path(tempfile.mkdtemp(prefix="needle-grader-", dir=scratch_dir))
         os.chmod(self._scratch, 0o755)
         self._counter = 0
@@ -441,6 +457,8 @@ class Grader:
                         f"{unit}/{info.name}: no answer ({describe_end(result, limits)})\n"
                         + result.output[-2000:]
                     )
+                elif answer_io.is_not_gradable(value):
+                    self.log(f"{unit}/{info.name}: not gradable here: {value.message}")
                 elif isinstance(value, answer_io.ErrorAnswer):
                     where = "".join(f"\n    {f}:{n} in {fn}" for f, n, fn in value.frames[-4:])
                     problems.append(f"{unit}/{info.name}: {value.type}: {value.message}{where}")
@@ -482,6 +500,10 @@ class Grader:
             expected = self.reference[unit][info.name]
             got = parsed.cases.get(info.name)
             tolerance = answer_io.Tolerance(info.rtol, info.atol, info.check_dtype)
+            if answer_io.is_not_gradable(expected):  # never a pass, whatever was answered
+                reason = f"not graded on this machine: {expected.message[:300]}"
+                cases.append(CaseOutcome(info.name, info.weight, False, reason))
+                continue
             if got is None:
                 why = ended
                 if ended == "finished":  # status 0, yet the runner did not finish

@@ -103,6 +103,13 @@ def randint(*shape: int, seed: int, low: int, high: int, dtype: str = "int64") -
     return np.random.default_rng(seed).integers(low, high, shape).astype(dtype)
 
 
+class NotGradable(RuntimeError):
+    """Raise it in a probe when *this machine* cannot run the probe (e.g. a CUDA probe without
+    a GPU). When the reference raises it, the grader reports the case as not graded here (no
+    points, the message as the reason) instead of refusing to grade; it is never a pass.
+    (Matched by class name, so a probe module may define its own ``NotGradable``.)"""
+
+
 def error_name(exception: BaseException) -> str:
     """The name an answer uses for an exception's type: ``ValueError``, ``needle.x.MyError``."""
     kind = type(exception)

@@ -159,3 +159,12 @@ def test_reference_storage_round_trip():
     back = from_storable(stored, arrays)
     np.testing.assert_array_equal(back[0].array, np.arange(3.0))
     assert back[1:] == [{"k": "v"}, 1.5, None, ErrorAnswer("E", "m", ())]
+
+
+def test_not_gradable_reference_answers_are_recognised_by_class_name():
+    from autograder.answers import is_not_gradable
+
+    assert is_not_gradable(ErrorAnswer("hidden_probes.NotGradable", "needs a CUDA GPU", ()))
+    assert is_not_gradable(ErrorAnswer("autograder.probes.kit.NotGradable", "", ()))
+    assert not is_not_gradable(ErrorAnswer("RuntimeError", "needs a CUDA GPU", ()))
+    assert not is_not_gradable(1.0)

@@ -150,3 +150,35 @@ def test_a_crash_hang_or_memory_blowup_costs_only_its_unit(hw1, fast_hw1_grader,
                 assert test["score"] == pytest.approx(kept, abs=1e-3), (name, other)
             else:
                 assert test["score"] == 0, (name, other)
+
+
+def test_a_probe_the_machine_cannot_run_is_reported_not_graded(hw1, tmp_path):
+    """A reference answer that is kit.NotGradable (e.g. no GPU here) neither stops the grader
+    nor passes: the case earns nothing and says why."""
+    import dataclasses
+
+    from autograder.grader import Grader
+    from autograder.probes import load_suite
+    from autograder.sandbox import local_sandbox
+
+    module = tmp_path / "probes_with_gpu_case.py"
+    module.write_text(
+        "from autograder.probes.kit import NotGradable, probe\n\n"
+        "@probe('forward')\n"
+        "def forward_negate_small():\n"
+        "    import needle as ndl\n"
+        "    import numpy as np\n"
+        "    return ndl.negate(ndl.Tensor(np.arange(4.0, dtype='float32'))).numpy()\n\n"
+        "@probe('forward')\n"
+        "def forward_on_gpu():\n"
+        "    raise NotGradable('needs a CUDA GPU; none here')\n"
+    )
+    homework = dataclasses.replace(hw1, points={"forward": 10.0}, suite=load_suite(module))
+    folder = make_submission(tmp_path / "reference", hw1, reference_files=hw1.accept)
+    with Grader(homework, local_sandbox(), build_dir=tmp_path / "build") as grader:
+        result = grader.grade(folder)
+    forward = result["tests"][0]
+    assert forward["score"] == pytest.approx(5.0)
+    assert (
+        "[FAIL] forward_on_gpu: not graded on this machine: needs a CUDA GPU" in forward["output"]
+    )
