@@ -48,10 +48,13 @@
 namespace needle {
 namespace cpu {
 
-/// True when this CPU (not the build machine) can run the AVX2+FMA code paths.
+/// True when this CPU (not the build machine) can run the AVX2+FMA code paths, unless
+/// NEEDLE_CPU_SIMD=baseline asks for the portable paths (to test them on an AVX2 machine).
 inline bool cpu_has_avx2_fma() {
 #if NEEDLE_X86_DISPATCH
   static const bool supported = [] {
+    const char* choice = std::getenv("NEEDLE_CPU_SIMD");
+    if (choice != nullptr && std::string(choice) == "baseline") return false;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }();

@@ -6,6 +6,9 @@ are made by numpy itself (transposes, slices with steps, flips, broadcasts), and
 strides and offsets are read back from numpy, so the oracle never shares code with the kernel.
 """
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -530,3 +533,30 @@ def test_concurrent_python_threads(threads):
     for worker in workers:
         worker.join()
     assert len(errors) == 15 and max(errors) < 1e-3
+
+
+# ---- the portable (non-AVX2) code paths ------------------------------------------------------
+
+
+def test_simd_level_follows_environment():
+    level = cpu.simd_level()
+    assert level in ("baseline", "avx2+fma")
+    if os.environ.get("NEEDLE_CPU_SIMD") == "baseline":
+        assert level == "baseline"
+
+
+@pytest.mark.skipif(
+    os.environ.get("NEEDLE_CPU_SIMD") == "baseline", reason="already running the portable paths"
+)
+def test_portable_paths_pass_this_file():
+    """Re-runs this file with NEEDLE_CPU_SIMD=baseline, so that the SSE2 loops and the portable
+    matmul micro-kernel (what CPUs without AVX2 run) are checked on this machine too."""
+    env = dict(os.environ, NEEDLE_CPU_SIMD="baseline")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
