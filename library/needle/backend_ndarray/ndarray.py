@@ -74,8 +74,12 @@ class BackendDevice:
         self.name = name
         self.mod = mod
         self.unavailable_reason = unavailable_reason
-        # Looked up once: __matmul__ asks for them on every call.
-        self.matmul_tiled_kernel = getattr(mod, "matmul_tiled", None)
+        # Looked up once: __matmul__ asks for them on every call. The tiled path costs two
+        # re-layout copies in and one out; it only pays off against a naive ``matmul``, so a
+        # backend opts in with ``__matmul_tiled_preferred__ = True`` (our C++ ``matmul`` is
+        # already cache-blocked and packs its own panels).
+        tiled_preferred = getattr(mod, "__matmul_tiled_preferred__", False)
+        self.matmul_tiled_kernel = getattr(mod, "matmul_tiled", None) if tiled_preferred else None
         self.tile_size = getattr(mod, "__tile_size__", 1)
 
     def __eq__(self, other) -> bool:
@@ -856,7 +860,7 @@ class NDArray:
     def __matmul__(self, other: NDArray) -> NDArray:
         """2-D matrix product (m x n) @ (n x p) → (m x p).
 
-        When the backend has ``matmul_tiled`` and m, n, p are multiples of its tile size T,
+        When the backend prefers ``matmul_tiled`` and m, n, p are multiples of its tile size T,
         both operands are re-laid out as (rows/T, cols/T, T, T) grids of compact tiles, so the
         kernel multiplies aligned T x T blocks; the tiled result is permuted back. Otherwise
         the plain ``matmul`` kernel runs on the compact operands.
