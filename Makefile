@@ -47,7 +47,10 @@ test: setup lint
 test-slow: setup
 	$(PYTEST) library/tests autograder/tests assignments lectures -m slow
 
+# The tour: needle trains MLPResNet on the embedded MNIST sample, then the platform releases
+# hw1 and grades three submissions (reference, half-done, malicious) in the sandbox.
 demo: setup
+	$(PY) library/apps/train.py demo --plot build/demo/mlp_resnet_curve.png
 	$(PY) -m autograder demo
 
 bench: setup
