@@ -1,0 +1,60 @@
+"""Every solution notebook runs top to bottom (nbclient) on the reference library.
+
+Run from ``solutions/`` as an instructor would, so each notebook imports the repository's
+library. The time each one takes is printed and written to ``build/notebook-times.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from autograder.assignment import REPO_ROOT, homeworks, load
+
+NOTEBOOKS = [
+    hw for hw in homeworks() if load(hw).notebook and (REPO_ROOT / load(hw).notebook).is_file()
+]
+TIMES = REPO_ROOT / "build" / "notebook-times.json"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("hw", NOTEBOOKS)
+def test_solution_notebook_executes(hw, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.delenv("NEEDLE_BACKEND", raising=False)  # each notebook picks its own
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    path = REPO_ROOT / load(hw).notebook
+    notebook = nbformat.read(str(path), as_version=4)
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    print(f"{path.relative_to(REPO_ROOT)} ran in {seconds:.1f}s")
+    times = json.loads(TIMES.read_text()) if TIMES.is_file() else {}
+    times[hw] = round(seconds, 1)
+    TIMES.parent.mkdir(parents=True, exist_ok=True)
+    TIMES.write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
+    errors = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]
+    assert not errors, f"{hw}: cells raised {[e['ename'] for e in errors]}"
+    failed_checks = [
+        output["text"]
+        for cell in notebook.cells
+        if cell.cell_type == "code" and "check(" in cell.source
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream" and " failed" in output.get("text", "")
+    ]
+    assert not failed_checks, f"{hw}: a check() cell reports failures:\n{failed_checks[0]}"
