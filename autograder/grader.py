@@ -307,11 +307,15 @@ class Grader:
         os.chmod(self._scratch, 0o755)
         self._counter = 0
         self._lock = threading.Lock()
-        if reference is not None:
-            self.reference_key, self.reference = reference
-        else:
-            self.reference_key = self._reference_key()
-            self.reference = self._reference_answers()
+        try:
+            if reference is not None:
+                self.reference_key, self.reference = reference
+            else:
+                self.reference_key = self._reference_key()
+                self.reference = self._reference_answers()
+        except BaseException:  # e.g. GraderSetupError: leave no scratch folder behind
+            self.close()
+            raise
 
     # -- plumbing --------------------------------------------------------------------------
 
