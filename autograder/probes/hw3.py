@@ -23,25 +23,21 @@ Shapes, seeds and values differ from the public tests. Sums and products use sma
 rtol 1e-5. Each answer is plain data: shapes, strides and the values (whole for small arrays;
 for big ones the first 256, a seeded sample of 256 and float64 sums).
 
-CUDA units without a GPU: a CUDA probe raises ``NotGradable`` ("needs a CUDA GPU ...") when
-``needle.cuda()`` is not usable where the probe runs. The grader must treat such a reference
-answer as "this unit cannot be graded on this machine" (see the report of this module's author
-and autograder/probes/README.md); it must never compare two such errors as a pass.
+CUDA units without a GPU: a CUDA probe raises ``kit.NotGradable`` ("needs a CUDA GPU ...")
+when ``needle.cuda()`` is not usable where the probe runs (no GPU, no CUDA build, or a sandbox
+without the GPU device files); the grader then reports the case as not graded on this machine,
+with no points, and never as a pass.
 """
 
 import numpy as np
 
-from autograder.probes.kit import probe, raises, rand, randint, randn
+from autograder.probes.kit import NotGradable, probe, raises, rand, randint, randn
 
 SEARCH_PATH = [""]
 
 VALUES_IN_FULL = 1024  # arrays up to this size are returned whole
 HEAD = 256
 SAMPLE = 256
-
-
-class NotGradable(RuntimeError):
-    """This machine cannot run the probe (e.g. no GPU): not a mistake of the submission."""
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -20,6 +20,12 @@ need no kernel), so it can pass before you write any C++. After you change ``src
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import needle
 import numpy as np
 import pytest
 from needle import backend_ndarray as nd
@@ -566,6 +572,46 @@ def test_matmul_results_agree_between_plain_and_tiled_paths(device):
     tiled = (a @ a).numpy()
     plain = (nd.NDArray(data[:63], device=device) @ a).numpy()
     np.testing.assert_array_equal(tiled[:63], plain, err_msg="rows of A @ A by the two paths")
+
+
+# The reference solution compiles its hot loops twice, for AVX2 and for any x86-64 CPU, and
+# picks one at run time; NEEDLE_CPU_SIMD=baseline forces the portable loops. If your kernels do
+# not do that, this test simply runs them once more, in a fresh process.
+
+BASELINE_CHECK = """
+import sys
+sys.path.insert(0, sys.argv[1])
+for finder in list(sys.meta_path):  # no other installed needle may shadow the one under test
+    find_spec = getattr(finder, "find_spec", None)
+    if find_spec is None or isinstance(finder, type):
+        continue
+    spec = find_spec("needle", None)
+    if spec is not None and spec.origin and not spec.origin.startswith(sys.argv[1]):
+        sys.meta_path.remove(finder)
+import numpy as np
+from needle import backend_ndarray as nd
+
+rng = np.random.default_rng(0)
+for m, n, p in [(5, 7, 3), (72, 73, 74), (64, 64, 64), (150, 300, 70)]:
+    a = rng.integers(-5, 6, size=(m, n)).astype(np.float32)
+    b = rng.integers(-5, 6, size=(n, p)).astype(np.float32)
+    got = (nd.array(a, device=nd.cpu()) @ nd.array(b, device=nd.cpu())).numpy()
+    assert np.array_equal(got, a @ b), f"({m} x {n}) @ ({n} x {p}) differs from numpy"
+print("ok")
+"""
+
+
+def test_matmul_on_the_portable_code_path_cpu():
+    if not nd.cpu().enabled():
+        pytest.fail(f"the cpu backend is not available: {nd.cpu().unavailable_reason}")
+    root = str(Path(needle.__file__).resolve().parent.parent)
+    env = {**os.environ, "NEEDLE_CPU_SIMD": "baseline"}
+    result = subprocess.run(
+        [sys.executable, "-c", BASELINE_CHECK, root], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "ok" in result.stdout, (
+        "matmul with NEEDLE_CPU_SIMD=baseline (no AVX2 code) failed:\n" + result.stderr[-3000:]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
