@@ -206,7 +206,7 @@ def cover_homework(
 ) -> tuple[list[Mutant], str]:
     """Run every mutant of ``hw``; return them (with what caught each) and a probe status."""
     assignment = load(hw)
-    work = out / "work" / hw
+    work = Path(out).resolve() / "work" / hw
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.homeworks or [
         hw for hw in homeworks() if (REPO_ROOT / load(hw).public_tests).is_dir()
     ]
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for hw in names:
