@@ -1007,8 +1007,8 @@ void ReduceSum(const AlignedArray& a, AlignedArray* out, size_t reduce_size) {
 //    the packed A block (MC x KC, ~150 KB) from L2, and the KC x NC panel of B in L3.
 //
 //   for jc in 0..p step NC:                  B panel columns
-//     for pc in 0..n step KC:                depth slice; pack B[pc:pc+KC, jc:jc+NC]  (shared)
-//       for ic in 0..m step MC:  (threads)   pack A[ic:ic+MC, pc:pc+KC]               (per thread)
+//     for pc in 0..n step KC:                depth slice; pack B[pc:pc+KC, jc:jc+NC]
+//       for ic in 0..m step MC:              pack A[ic:ic+MC, pc:pc+KC]
 //         for jr in 0..NC step NR:           one packed B micro-panel (L1)
 //           for ir in 0..MC step MR:         one packed A micro-panel (L2)
 //             C[ic+ir : +MR, jc+jr : +NR] (+)= A_panel @ B_panel       (micro-kernel)
@@ -1070,14 +1070,13 @@ void PackA(const View& a, int64_t row0, int64_t rows, int64_t k0, int64_t depth,
   // END YOUR SOLUTION
 }
 
-/// Packs depth [k0, k0+depth) x columns [col0 + first*kNR, col0 + last*kNR) of B into
-/// micro-panels of kNR columns: packed[panel][k][j] = B(k0 + k, col0 + panel*kNR + j), zero
-/// past column col0 + cols.
+/// Packs depth [k0, k0+depth) x columns [col0, col0+cols) of B into micro-panels of kNR
+/// columns: packed[panel][k][j] = B(k0 + k, col0 + panel*kNR + j), zero past the last column.
 template <class View>
 void PackB(const View& b, int64_t k0, int64_t depth, int64_t col0, int64_t cols,
-           int64_t first_panel, int64_t last_panel, scalar_t* packed) {
+           scalar_t* packed) {
   // BEGIN YOUR SOLUTION (hw3)
-  for (int64_t panel = first_panel; panel < last_panel; ++panel) {
+  for (int64_t panel = 0; panel * kNR < cols; ++panel) {
     scalar_t* dst = packed + panel * kNR * depth;
     int64_t j0 = col0 + panel * kNR;
     int64_t valid = std::min(kNR, cols - panel * kNR);
@@ -1150,11 +1149,10 @@ NEEDLE_TARGET_AVX2 void MicroKernelAvx2(int64_t depth, const scalar_t* __restric
 }
 #endif
 
-/// One packed A block (rows x depth) times columns [first_panel, last_panel) of the packed B
-/// panel into C (row-major, ldc), tile by tile; edge tiles go through a scratch tile.
-void MacroKernel(int64_t rows, int64_t cols, int64_t depth, int64_t first_panel,
-                 int64_t last_panel, const scalar_t* packed_a, const scalar_t* packed_b,
-                 scalar_t* c, int64_t ldc, bool accumulate) {
+/// One packed A block (rows x depth) times the packed B panel (depth x cols) into C
+/// (row-major, ldc), tile by tile; edge tiles go through a scratch tile.
+void MacroKernel(int64_t rows, int64_t cols, int64_t depth, const scalar_t* packed_a,
+                 const scalar_t* packed_b, scalar_t* c, int64_t ldc, bool accumulate) {
   // BEGIN YOUR SOLUTION (hw3)
 #if NEEDLE_X86_DISPATCH
   auto micro_kernel = cpu_has_avx2_fma() ? MicroKernelAvx2 : MicroKernelPortable;
@@ -1162,9 +1160,9 @@ void MacroKernel(int64_t rows, int64_t cols, int64_t depth, int64_t first_panel,
   auto micro_kernel = MicroKernelPortable;
 #endif
   alignas(64) scalar_t edge[kMR * kNR];
-  for (int64_t panel = first_panel; panel < last_panel; ++panel) {
-    int64_t j = panel * kNR, valid_cols = std::min(kNR, cols - j);
-    const scalar_t* b_panel = packed_b + panel * kNR * depth;
+  for (int64_t j = 0; j < cols; j += kNR) {
+    int64_t valid_cols = std::min(kNR, cols - j);
+    const scalar_t* b_panel = packed_b + j * depth;
     for (int64_t i = 0; i < rows; i += kMR) {
       int64_t valid_rows = std::min(kMR, rows - i);
       const scalar_t* a_panel = packed_a + i * depth;
@@ -1201,7 +1199,37 @@ void GemmSmall(const ViewA& a, const ViewB& b, scalar_t* c, int64_t m, int64_t n
   // END YOUR SOLUTION
 }
 
-/// c (row-major m x p, overwritten) = a (m x n) @ b (n x p), by the blocked scheme above.
+/// c[row0:row1, col0:col1] = (a @ b)[row0:row1, col0:col1] (c row-major with row stride ldc),
+/// by the blocked loops above, on the calling thread with its own packing buffers.
+template <class ViewA, class ViewB>
+void GemmBlock(const ViewA& a, const ViewB& b, scalar_t* c, int64_t ldc, int64_t n, int64_t row0,
+               int64_t row1, int64_t col0, int64_t col1) {
+  // BEGIN YOUR SOLUTION (hw3)
+  scalar_t* packed_a = ThreadScratch(0, kMC * kKC);
+  scalar_t* packed_b = ThreadScratch(1, kKC * (kNC + kNR));
+  for (int64_t jc = col0; jc < col1; jc += kNC) {
+    const int64_t nc = std::min(kNC, col1 - jc);
+    for (int64_t pc = 0; pc < n; pc += kKC) {
+      const int64_t kc = std::min(kKC, n - pc);
+      PackB(b, pc, kc, jc, nc, packed_b);
+      for (int64_t ic = row0; ic < row1; ic += kMC) {
+        const int64_t mc = std::min(kMC, row1 - ic);
+        PackA(a, ic, mc, pc, kc, packed_a);
+        MacroKernel(mc, nc, kc, packed_a, packed_b, c + ic * ldc + jc, ldc, pc > 0);
+      }
+    }
+  }
+  // END YOUR SOLUTION
+}
+
+/// c (row-major m x p, overwritten) = a (m x n) @ b (n x p).
+///
+/// Threads: C is cut into a grid of blocks, and each block is computed start to finish by one
+/// thread with its own packed copies of the A rows and B columns it needs. So there is no
+/// synchronisation inside a product (threads never wait for each other's packing), and with
+/// more blocks than threads, taken first come first served, a thread slowed down by a busy
+/// machine holds up only its own blocks. The price, packing some of A or B more than once, is O(n^2)
+/// work per block next to its O(n^3) arithmetic.
 template <class ViewA, class ViewB>
 void Gemm(const ViewA& a, const ViewB& b, scalar_t* c, int64_t m, int64_t n, int64_t p) {
   // BEGIN YOUR SOLUTION (hw3)
@@ -1215,35 +1243,34 @@ void Gemm(const ViewA& a, const ViewB& b, scalar_t* c, int64_t m, int64_t n, int
     return;
   }
   auto ceil_div = [](int64_t x, int64_t y) { return (x + y - 1) / y; };
+  // Grid: aim for 2 blocks per thread (more balance the load better but pack more, and each
+  // smaller block reuses its packed data less), halving the longer side of the blocks while
+  // they stay at least 48 rows / 64 columns.
   const int64_t threads = get_num_threads();
-  // Rows per block: at most kMC, and with several threads an equal number of blocks per
-  // thread (m = 256 on 2 threads gives 2 x 128 rows rather than 144 + 112).
-  int64_t row_blocks = ceil_div(m, kMC);
-  if (threads > 1) row_blocks = std::min(ceil_div(m, kMR), ceil_div(row_blocks, threads) * threads);
-  const int64_t mc = ceil_div(ceil_div(m, row_blocks), kMR) * kMR;
-  row_blocks = ceil_div(m, mc);
-  scalar_t* packed_b = ThreadScratch(1, kKC * (kNC + kNR));
-  for (int64_t jc = 0; jc < p; jc += kNC) {
-    const int64_t nc = std::min(kNC, p - jc), panels = ceil_div(nc, kNR);
-    // Too few row blocks for the threads (small m): also split the B micro-panels.
-    const int64_t col_splits = std::min(panels, std::max<int64_t>(1, ceil_div(threads, row_blocks)));
-    for (int64_t pc = 0; pc < n; pc += kKC) {
-      const int64_t kc = std::min(kKC, n - pc);
-      parallel_for(
-          panels, 1,
-          [&](int64_t first, int64_t last) { PackB(b, pc, kc, jc, nc, first, last, packed_b); },
-          /*align=*/1);
-      thread_pool().run(row_blocks * col_splits, [&](int64_t task) {
-        const int64_t ic = (task / col_splits) * mc, rows = std::min(mc, m - ic);
-        const int64_t split = task % col_splits;
-        const int64_t first = panels * split / col_splits;
-        const int64_t last = panels * (split + 1) / col_splits;
-        scalar_t* packed_a = ThreadScratch(0, kMC * kKC)  /* mc <= kMC */;
-        PackA(a, ic, rows, pc, kc, packed_a);
-        MacroKernel(rows, nc, kc, first, last, packed_a, packed_b, c + ic * p + jc, p, pc > 0);
-      });
+  const int64_t wanted = threads == 1 ? 1 : 2 * threads;
+  int64_t grid_rows = 1, grid_cols = 1;
+  while (grid_rows * grid_cols < wanted) {
+    const int64_t block_rows = m / grid_rows, block_cols = p / grid_cols;
+    const bool rows_can_split = block_rows >= 2 * 48, cols_can_split = block_cols >= 2 * 64;
+    if (rows_can_split && (block_rows >= block_cols || !cols_can_split)) {
+      grid_rows *= 2;
+    } else if (cols_can_split) {
+      grid_cols *= 2;
+    } else {
+      break;
     }
   }
+  // Block edges on multiples of the register tile, so only the matrix edge has partial tiles.
+  const int64_t rows_per_block = ceil_div(ceil_div(m, grid_rows), kMR) * kMR;
+  const int64_t cols_per_block = ceil_div(ceil_div(p, grid_cols), kNR) * kNR;
+  grid_rows = ceil_div(m, rows_per_block);
+  grid_cols = ceil_div(p, cols_per_block);
+  thread_pool().run(grid_rows * grid_cols, [&](int64_t block) {
+    const int64_t row0 = (block / grid_cols) * rows_per_block;
+    const int64_t col0 = (block % grid_cols) * cols_per_block;
+    GemmBlock(a, b, c, p, n, row0, std::min(m, row0 + rows_per_block), col0,
+              std::min(p, col0 + cols_per_block));
+  });
   // END YOUR SOLUTION
 }
 
