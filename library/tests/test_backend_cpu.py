@@ -450,8 +450,10 @@ def check_matmul(m, n, p):
     return got
 
 
+@pytest.mark.parametrize("count", [1, 3])
 @pytest.mark.parametrize("m, n, p", MATMUL_SIZES)
-def test_matmul_matches_numpy(m, n, p):
+def test_matmul_matches_numpy(m, n, p, count, threads):
+    threads(count)  # 3 threads cut C into an uneven grid of blocks
     check_matmul(m, n, p)
 
 
