@@ -32,11 +32,14 @@ import needle as ndl
 import needle.nn as nn
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# ``library/apps`` is imported as the package ``apps`` (as the homeworks do), so that its
+# ``simple_ml`` never collides with hw0's module of the same name.
+if __package__ in (None, ""):
+    LIBRARY = str(Path(__file__).resolve().parents[1])
+    if LIBRARY not in sys.path:
+        sys.path.append(LIBRARY)
 
-import mlp_resnet  # noqa: E402
-import models  # noqa: E402
-import simple_ml  # noqa: E402
+from apps import mlp_resnet, models, simple_ml  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Progress bars (in a log file: one update every 30 seconds).

@@ -15,11 +15,14 @@ import needle.nn as nn
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
+# ``library/apps`` as the package ``apps`` (appended: ``library/needle`` must not shadow the
+# installed needle). Importing ``simple_ml`` by its bare name would collide with hw0's module
+# of the same name when one pytest run collects both.
+LIBRARY = str(Path(__file__).resolve().parents[1])
+if LIBRARY not in sys.path:
+    sys.path.append(LIBRARY)
 
-import mlp_resnet  # noqa: E402
-import models  # noqa: E402
-import simple_ml  # noqa: E402
+from apps import mlp_resnet, models, simple_ml  # noqa: E402
 
 # ---- ResNet9 -------------------------------------------------------------------------------
 
@@ -304,7 +307,7 @@ def test_parse_mnist_on_the_embedded_test_set():
 
 
 def test_fashion_images_become_cifar_shaped(tmp_path):
-    import train
+    from apps import train
 
     rng = np.random.RandomState(0)
     images = rng.randint(0, 256, (5, 28, 28))
@@ -321,7 +324,7 @@ def test_fashion_images_become_cifar_shaped(tmp_path):
 
 
 def test_unigram_baseline_is_add_one_smoothed():
-    import train
+    from apps import train
 
     # counts [2, 1, 0] over 3 words -> probabilities [3/6, 2/6, 1/6]
     cross_entropy = train.unigram_cross_entropy([0, 0, 1], [0, 2], vocabulary_size=3)
@@ -329,7 +332,7 @@ def test_unigram_baseline_is_add_one_smoothed():
 
 
 def test_fresh_each_epoch_changes_the_shuffle_reproducibly():
-    import train
+    from apps import train
 
     def orders():
         dataset = ndl.data.NDArrayDataset(np.arange(20, dtype=np.float32))

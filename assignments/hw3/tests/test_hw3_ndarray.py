@@ -441,7 +441,7 @@ def test_elementwise_unary(name, shape, device):
     check_values(nd_fn(a), np_fn(data), f"{name} on {shape} values in [{low}, {high}]", atol=1e-6)
 
 
-def test_elementwise_on_non_compact_inputs(device):
+def test_elementwise_on_strided_inputs(device):
     """The operators compact their inputs first (provided code); the kernels see flat arrays."""
     data = uniform(6, 9, seed=18)
     a = nd.NDArray(data, device=device)
