@@ -54,7 +54,7 @@ demo: setup
 	$(PY) -m autograder demo
 
 bench: setup
-	NEEDLE_NUM_THREADS= OMP_NUM_THREADS= OPENBLAS_NUM_THREADS= $(PY) library/benchmarks/bench.py
+	env -u NEEDLE_NUM_THREADS -u OMP_NUM_THREADS -u OPENBLAS_NUM_THREADS $(PY) library/benchmarks/bench.py --json build/bench.json
 
 release: setup
 	$(PY) -m autograder release all --out build/release

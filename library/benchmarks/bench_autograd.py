@@ -10,27 +10,12 @@ Run ``python library/benchmarks/bench_autograd.py`` for a table, or call ``run()
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+from timing import best_seconds
 
 CHAIN_PAIRS = 500  # each pair is one multiply and one add: 1,000 ops
 REPEATS = 7
 TARGET_RATIO = 2.0
-
-
-def _best_seconds_interleaved(fns, repeats: int = REPEATS) -> list[float]:
-    """Best wall time of each function, timing them in turn in every round so that a busy
-    (shared) machine slows all of them alike."""
-    for fn in fns:
-        fn()  # warm up caches and lazy imports
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def needle_chain(device) -> None:
@@ -74,8 +59,8 @@ def run() -> list[dict]:
     torch.set_num_threads(1)
     rows = []
     for name, device in _cpu_devices():
-        needle_s, torch_s = _best_seconds_interleaved(
-            [lambda device=device: needle_chain(device), torch_chain]
+        needle_s, torch_s = best_seconds(
+            [lambda device=device: needle_chain(device), torch_chain], REPEATS
         )
         rows.append(
             {

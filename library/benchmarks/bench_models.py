@@ -18,26 +18,14 @@ Run ``python library/benchmarks/bench_models.py`` for a table, or call ``run()``
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import best_seconds  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps"))
 
 REPEATS = 5
-
-
-def _best_seconds_interleaved(fns, repeats: int = REPEATS) -> list[float]:
-    for fn in fns:
-        fn()  # warm up: allocations, lazy imports, caches
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def _copy_linear(ours, theirs) -> None:
@@ -244,7 +232,7 @@ def run() -> list[dict]:
         torch.set_num_threads(threads)
         for label, factory, target, repeats in WORKLOADS:
             needle_fn, torch_fn = factory(ndl.cpu())
-            needle_s, torch_s = _best_seconds_interleaved([needle_fn, torch_fn], repeats)
+            needle_s, torch_s = best_seconds([needle_fn, torch_fn], repeats)
             rows.append(
                 {
                     "row": f"models: {label} (cpu, {threads} thread{'s' if threads > 1 else ''})",

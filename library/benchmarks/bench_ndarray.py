@@ -24,7 +24,8 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+from timing import best_seconds
 
 THREAD_COUNTS = (1, 2)
 MATMUL_SIZES = (256, 512, 1024, 2048)
@@ -32,19 +33,6 @@ ELEMENTS = 1 << 22  # 4M floats = 16 MiB per array
 MATMUL_TARGET = 0.8
 MEMORY_TARGET = 0.7
 WORKER_FLAG = "--worker"
-
-
-def _best_seconds_interleaved(fns, repeats: int) -> list[float]:
-    """Best wall time of each function over `repeats` rounds that call each of them in turn."""
-    for fn in fns:
-        fn()  # warm up: page faults, caches, thread start-up
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def _row(name, needle, reference, unit, target) -> dict:
@@ -65,7 +53,7 @@ def _matmul_seconds(cpu, np, n: int, rng) -> tuple[float, float]:
     c = np.empty((n, n), dtype=np.float32)
     needle_a, needle_b, needle_c = _to_array(cpu, a), _to_array(cpu, b), cpu.Array(n * n)
     repeats = min(30, max(3, int(2e9 / n**3)))  # at most about 4 s at 80 GFLOP/s
-    return _best_seconds_interleaved(
+    return best_seconds(
         [
             lambda: cpu.matmul(needle_a, needle_b, needle_c, n, n, n),
             lambda: np.matmul(a, b, out=c),
@@ -143,7 +131,7 @@ def _memory_rows(cpu, np, threads: int) -> list[dict]:
     ]
     rows = []
     for name, passes, needle_fn, numpy_fn in cases:
-        needle_s, numpy_s = _best_seconds_interleaved([needle_fn, numpy_fn], repeats=15)
+        needle_s, numpy_s = best_seconds([needle_fn, numpy_fn], repeats=15)
         moved = passes * gigabytes
         label = f"ndarray {name}, 4M floats ({_threads_label(threads)})"
         rows.append(_row(label, moved / needle_s, moved / numpy_s, "GB/s", MEMORY_TARGET))

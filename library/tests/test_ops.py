@@ -558,7 +558,7 @@ def test_undilate_rejects_lengths_dilate_cannot_make(device):
 # ---- convolution -------------------------------------------------------------------------------
 
 
-def _torch_conv(stride, padding):
+def _torch_conv(stride, padding, dilation=1):
     """torch's conv2d on needle's layouts (NHWC input, (K, K, C_in, C_out) weights).
 
     ``padding`` may be needle's ``((top, bottom), (left, right))`` with negative entries;
@@ -566,12 +566,13 @@ def _torch_conv(stride, padding):
 
     def conv(x, w):
         x = x.permute(0, 3, 1, 2)
+        w = w.permute(3, 2, 0, 1).contiguous()
         if isinstance(padding, int):
-            out = F.conv2d(x, w.permute(3, 2, 0, 1).contiguous(), stride=stride, padding=padding)
+            out = F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation)
         else:
             (top, bottom), (left, right) = padding
             x = F.pad(x, (left, right, top, bottom))
-            out = F.conv2d(x, w.permute(3, 2, 0, 1).contiguous(), stride=stride)
+            out = F.conv2d(x, w, stride=stride, dilation=dilation)
         return out.permute(0, 2, 3, 1)
 
     return conv
@@ -588,6 +589,25 @@ def test_conv(device, stride, padding, kernel):
     check_op(
         lambda a, b: ndl.conv(a, b, stride=stride, padding=padding),
         _torch_conv(stride, padding),
+        x,
+        w,
+        device=device,
+    )
+
+
+@pytest.mark.parametrize("kernel", [2, 3])
+@pytest.mark.parametrize("padding", [0, 1, ((2, 0), (1, 3))], ids=str)
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("dilation", [2, 3])
+def test_conv_dilated(device, dilation, stride, padding, kernel):
+    """Dilated kernels (taps `dilation` apart): the weight gradient of every strided conv is
+    one, so the op must get them right forwards and backwards."""
+    rng = np.random.default_rng(1000 * dilation + 100 * stride + kernel)
+    x = random_array(rng, (2, 9, 8, 2))
+    w = random_array(rng, (kernel, kernel, 2, 3))
+    check_op(
+        lambda a, b: ndl.conv(a, b, stride=stride, padding=padding, dilation=dilation),
+        _torch_conv(stride, padding, dilation),
         x,
         w,
         device=device,
@@ -654,6 +674,10 @@ def test_conv_rejects_bad_shapes(device):
         ndl.conv(x, ndl.Tensor(np.ones((7, 7, 2, 1), dtype=np.float32), device=device), padding=0)
     with pytest.raises(ValueError, match="NHWC"):
         ndl.conv(ndl.Tensor(np.ones((5, 5, 2), dtype=np.float32), device=device), x)
+    with pytest.raises(ValueError, match="dilated by 3"):  # 3x3 taps 3 apart span 7 > 5
+        ndl.conv(x, ndl.Tensor(np.ones((3, 3, 2, 1), dtype=np.float32), device=device), 1, 0, 3)
+    with pytest.raises(ValueError, match="dilation must be >= 1"):
+        ndl.conv(x, ndl.Tensor(np.ones((3, 3, 2, 1), dtype=np.float32), device=device), 1, 0, 0)
 
 
 # ---- non-contiguous inputs ----------------------------------------------------------------------
@@ -752,6 +776,13 @@ SECOND_ORDER_CASES = [
         [(1, 3), (4, 3)],
         "any",
         id="sum(broadcast(x)*y)**2",
+    ),
+    pytest.param(
+        lambda x, w: ndl.conv(x, w, 3, 2, dilation=2),
+        _torch_conv(3, 2, dilation=2),
+        [(2, 8, 7, 2), (2, 2, 2, 3)],
+        "any",
+        id="conv-stride3-dilation2",
     ),
     pytest.param(
         lambda x, w: ndl.exp(ndl.relu(ndl.conv(x, w, 1, 0)) * 0.5),

@@ -724,25 +724,33 @@ def _spatial_padding(padding: Padding) -> Tuple[Tuple[int, int], Tuple[int, int]
 class Conv(TensorOp):
     """2-D convolution (cross-correlation, as in every deep-learning library).
 
-    ``out[n, i, j, o] = Σ_{di, dj, c} x[n, i*s + di, j*s + dj, c] * w[di, dj, c, o]``,
-    where ``x`` is the input zero-padded by ``padding`` and ``s`` is the stride.
+    ``out[n, i, j, o] = Σ_{di, dj, c} x[n, i*s + di*d, j*s + dj*d, c] * w[di, dj, c, o]``,
+    where ``x`` is the input zero-padded by ``padding``, ``s`` the stride and ``d`` the
+    dilation (the spacing of the kernel taps; 1 for an ordinary convolution).
 
     Args:
         stride: step between neighbouring output positions.
         padding: zeros added around H and W, either one int for all four sides or
             ``((top, bottom), (left, right))``; a negative amount crops instead (the
             gradients use that).
+        dilation: step between neighbouring kernel taps. The gradients need it: the weight
+            gradient of a stride-``s`` convolution is a convolution with dilation ``s``, and
+            the input gradient of a dilation-``d`` one has dilation ``d``; so the op is closed
+            under differentiation and gradients of gradients work.
 
     Shape:
         input ``(N, H, W, C_in)`` (NHWC), weight ``(K_h, K_w, C_in, C_out)``, output
-        ``(N, (H + top + bottom - K_h) // s + 1, (W + left + right - K_w) // s + 1, C_out)``.
+        ``(N, (H + top + bottom - (K_h - 1) * d - 1) // s + 1, ..., C_out)`` (W alike).
     """
 
-    def __init__(self, stride: int = 1, padding: Padding = 0):
+    def __init__(self, stride: int = 1, padding: Padding = 0, dilation: int = 1):
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
+        if dilation < 1:
+            raise ValueError(f"dilation must be >= 1, got {dilation}")
         self.stride = stride
         self.padding = padding
+        self.dilation = dilation
 
     def compute(self, a, b):
         ### BEGIN YOUR SOLUTION (hw4)
@@ -757,16 +765,21 @@ class Conv(TensorOp):
         pad_h, pad_w = _spatial_padding(self.padding)
         a = _pad_or_crop(a, ((0, 0), pad_h, pad_w, (0, 0)))
         batch, height, width, _ = a.shape
-        if height < kernel_h or width < kernel_w:
+        # The kernel's extent on the input once its taps are `dilation` apart.
+        span_h = (kernel_h - 1) * self.dilation + 1
+        span_w = (kernel_w - 1) * self.dilation + 1
+        if height < span_h or width < span_w:
             raise ValueError(
                 f"Conv: padded input {height}x{width} is smaller than the kernel "
                 f"{kernel_h}x{kernel_w}"
+                + (f" dilated by {self.dilation}" if self.dilation > 1 else "")
             )
-        out_h = (height - kernel_h) // self.stride + 1
-        out_w = (width - kernel_w) // self.stride + 1
+        out_h = (height - span_h) // self.stride + 1
+        out_w = (width - span_w) // self.stride + 1
         # im2col without copying: a 6-D view whose entry (n, i, j, di, dj, c) is the input
         # pixel under kernel tap (di, dj) at output position (i, j). Strides in elements of
-        # the compact padded input; the stride of the conv is a bigger step over i and j.
+        # the compact padded input; the stride of the conv is a bigger step over i and j, the
+        # dilation a bigger step over di and dj.
         stride_n, stride_h, stride_w = (
             height * width * channels_in,
             width * channels_in,
@@ -779,8 +792,8 @@ class Conv(TensorOp):
                 stride_n,
                 stride_h * self.stride,
                 stride_w * self.stride,
-                stride_h,
-                stride_w,
+                stride_h * self.dilation,
+                stride_w * self.dilation,
                 1,
             ),
         )
@@ -796,44 +809,55 @@ class Conv(TensorOp):
         x, weight = node.inputs
         kernel_h, kernel_w, _, _ = weight.shape
         (top, bottom), (left, right) = _spatial_padding(self.padding)
-        stride = self.stride
-        # Put the output adjoint back on the input grid: g[i] belongs at padded row i*s.
-        # dilate leaves s - 1 zeros after the last row too; `extra_*` of them fall beyond the
-        # bottom/right edge of the padded input and are cut off by the paddings below.
-        grad = dilate(out_grad, (1, 2), stride - 1)
-        extra_h = stride - 1 - (x.shape[1] + top + bottom - kernel_h) % stride
-        extra_w = stride - 1 - (x.shape[2] + left + right - kernel_w) % stride
+        stride, dilation = self.stride, self.dilation
+        reach_h, reach_w = (kernel_h - 1) * dilation, (kernel_w - 1) * dilation
+        # Rows (columns) of the padded input past the last output's receptive field: the
+        # forward pass never reads them.
+        unread_h = (x.shape[1] + top + bottom - reach_h - 1) % stride
+        unread_w = (x.shape[2] + left + right - reach_w - 1) % stride
 
-        # d/dx: correlate the dilated adjoint with the kernel flipped in space and with its
-        # channels swapped ("full" padding K - 1 on each side), then remove the forward
-        # padding again (negative padding crops). Skipped when x needs no gradient (a batch
-        # of images): for a strided first layer it is the most expensive part of backward.
+        # d/dx: padded input row p gets g[i] * w[t] for every i*s + t*d = p. Put the adjoint
+        # back on the input grid (dilate: g[i] at row i*s) and correlate it with the kernel
+        # flipped in space and with its channels swapped, taps d apart, with "full" padding
+        # (K - 1) * d; then remove the forward padding again (negative padding crops). dilate
+        # leaves s - 1 zeros after the last row; `extra` of them fall beyond the padded input.
+        # Skipped when x needs no gradient (a batch of images): for a strided first layer it
+        # is the most expensive part of backward.
         grad_x = None
         if x.requires_grad:
+            grad = dilate(out_grad, (1, 2), stride - 1) if stride > 1 else out_grad
+            extra_h, extra_w = stride - 1 - unread_h, stride - 1 - unread_w
             flipped = transpose(flip(weight, (0, 1)), (2, 3))  # (K_h, K_w, C_out, C_in)
             grad_x = conv(
                 grad,
                 flipped,
                 stride=1,
                 padding=(
-                    (kernel_h - 1 - top, kernel_h - 1 - bottom - extra_h),
-                    (kernel_w - 1 - left, kernel_w - 1 - right - extra_w),
+                    (reach_h - top, reach_h - bottom - extra_h),
+                    (reach_w - left, reach_w - right - extra_w),
                 ),
+                dilation=dilation,
             )
 
-        # d/dw: a correlation of the input with the dilated adjoint, in which the batch axis
-        # plays the role of the channels that get summed.
+        # d/dw[t] = Σ_{n, i} x[n, i*s + t*d] g[n, i]: a correlation of the input with the
+        # adjoint as the kernel, in which the batch axis plays the role of the channels that
+        # get summed; the adjoint's taps are s apart (dilation s, no zeros to multiply) and
+        # the weight's taps d apart (stride d). The unread rows are cropped.
         x_t = transpose(x, (0, 3))  # (C_in, H, W, N)
-        grad_t = transpose(transpose(grad, (0, 1)), (1, 2))  # (H', W', N, C_out)
+        grad_t = transpose(transpose(out_grad, (0, 1)), (1, 2))  # (H', W', N, C_out)
         grad_w = conv(
-            x_t, grad_t, stride=1, padding=((top, bottom + extra_h), (left, right + extra_w))
+            x_t,
+            grad_t,
+            stride=dilation,
+            padding=((top, bottom - unread_h), (left, right - unread_w)),
+            dilation=stride,
         )  # (C_in, K_h, K_w, C_out)
         grad_w = transpose(transpose(grad_w, (0, 1)), (1, 2))  # (K_h, K_w, C_in, C_out)
         return grad_x, grad_w
         ### END YOUR SOLUTION
 
 
-def conv(a: Tensor, b: Tensor, stride: int = 1, padding: Padding = 1) -> Tensor:
-    """``Conv(stride, padding)(a, b)``; note the helper's default ``padding=1`` (the op's is
-    0), kept from the course."""
-    return Conv(stride, padding)(a, b)
+def conv(a: Tensor, b: Tensor, stride: int = 1, padding: Padding = 1, dilation: int = 1) -> Tensor:
+    """``Conv(stride, padding, dilation)(a, b)``; note the helper's default ``padding=1`` (the
+    op's is 0), kept from the course."""
+    return Conv(stride, padding, dilation)(a, b)
