@@ -341,7 +341,7 @@ TASKS = {
     ),
     "resnet9-fashion": (
         run_resnet9_fashion,
-        dict(epochs=8, batch_size=128, lr=2e-3, weight_decay=1e-4, augment=True),
+        dict(epochs=15, batch_size=128, lr=2e-3, weight_decay=1e-4, augment=True),
     ),
     "lstm-ptb": (
         run_lstm_ptb,
