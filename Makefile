@@ -40,9 +40,15 @@ lint: setup
 	$(PY) -m ruff check library autograder assignments lectures
 	$(PY) -m ruff format --check library autograder assignments lectures
 
+# Every test (about 15 minutes on 2 cores): the library, the autograder (every homework graded,
+# the adversarial suite, a batch of 50), the releases and mutation coverage, the notebooks.
 test: setup lint
-	$(PYTEST) library/tests autograder/tests assignments lectures -m "not slow"
+	$(PYTEST) library/tests autograder/tests assignments lectures
 	NEEDLE_BACKEND=np $(PYTEST) library/tests/test_ops.py library/tests/test_autograd.py
+
+# The quick loop while developing (about 7 minutes): everything but the tests marked slow.
+test-fast: setup
+	$(PYTEST) library/tests autograder/tests assignments lectures -m "not slow"
 
 test-slow: setup
 	$(PYTEST) library/tests autograder/tests assignments lectures -m slow

@@ -386,8 +386,15 @@ EWISE = {
 }
 
 
+def provided(names, given):
+    """Parameters for the names; those in `given` work in the release as shipped (provided
+    code: ``ewise_add``/``scalar_add`` are the worked examples, ``a - s`` is ``a + (-s)``), so
+    they carry the ``provided`` marker that the release checks rely on."""
+    return [pytest.param(n, marks=pytest.mark.provided) if n in given else n for n in names]
+
+
 @pytest.mark.parametrize("shape", SIZES, ids=str)
-@pytest.mark.parametrize("name", EWISE)
+@pytest.mark.parametrize("name", provided(EWISE, {"add"}))
 def test_elementwise_array_array(name, shape, device):
     nd_fn, np_fn = EWISE[name]
     a_data = uniform(*shape, low=0.5, high=2.0, seed=14)
@@ -414,7 +421,7 @@ SCALARS = {
 
 
 @pytest.mark.parametrize("shape", SIZES, ids=str)
-@pytest.mark.parametrize("name", SCALARS)
+@pytest.mark.parametrize("name", provided(SCALARS, {"add", "subtract"}))
 def test_elementwise_scalar(name, shape, device):
     nd_fn, np_fn, scalar = SCALARS[name]
     data = uniform(*shape, low=0.5, high=2.0, seed=16)
