@@ -56,6 +56,7 @@ class Mutant:
     probe_status: str = "not run"
     seconds: float = 0.0
     error: str | None = None
+    not_run: str | None = None  # why the region could not be measured on this machine
 
     @property
     def label(self) -> str:
@@ -64,6 +65,22 @@ class Mutant:
     @property
     def native(self) -> bool:
         return syntax_for(self.path) == "cpp"
+
+    @property
+    def needs_gpu(self) -> bool:
+        return self.path.endswith(".cu")
+
+
+def gpu_present() -> bool:
+    """True when the installed needle has a CUDA backend that sees a GPU."""
+    try:
+        from needle.backend_ndarray import ndarray_backend_cuda
+    except ImportError:
+        return False
+    try:
+        return ndarray_backend_cuda.device_count() > 0
+    except Exception:  # a driver that fails to answer counts as no GPU
+        return False
 
 
 def mutants_of(assignment: Assignment, workspace: Path) -> list[Mutant]:
@@ -241,9 +258,17 @@ def cover_homework(
         mutant.seconds = time.monotonic() - start
         return mutant
 
-    python_mutants = [m for m in mutants if not m.native]
-    native_mutants = [m for m in mutants if m.native]
-    done = 0
+    # CUDA regions are exercised only on a GPU (their tests and probes skip elsewhere): without
+    # one they are reported as not measurable here, never as caught or uncovered.
+    if any(m.needs_gpu for m in mutants) and not gpu_present():
+        for mutant in mutants:
+            if mutant.needs_gpu:
+                mutant.not_run = "needs a CUDA GPU (none on this machine)"
+    python_mutants = [m for m in mutants if not m.native and not m.not_run]
+    native_mutants = [m for m in mutants if m.native and not m.not_run]
+    done = sum(bool(m.not_run) for m in mutants)
+    if done:
+        log(f"  {done} region(s) not run: needs a CUDA GPU (none on this machine)")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for mutant in pool.map(run_python, python_mutants):
             done += 1
@@ -252,7 +277,10 @@ def cover_homework(
 
     if native_mutants:
         workspace = work / "native"
-        shutil.copytree(base, workspace)
+        # Without the base's build folder: its CMake cache names the base's path, and CMake
+        # refuses to reuse it from another folder (every mutant would then "not compile").
+        shutil.copytree(base, workspace, ignore=shutil.ignore_patterns("build"))
+        build_native(workspace, assignment)  # the reference builds here; mutants then rebuild
         for mutant in native_mutants:
             start = time.monotonic()
             file = workspace / mutant.path
@@ -287,13 +315,15 @@ def render_report(results: dict[str, tuple[list[Mutant], str]], quick: bool) -> 
         "*caught* when at least one public test (or hidden probe case, `probe:unit/case`) "
         "fails." + (" Quick mode: each run stops at its first failing test." if quick else ""),
         "",
-        "| homework | regions | caught | uncovered | hidden probes |",
-        "|---|---:|---:|---:|---|",
+        "| homework | regions | caught | uncovered | not measurable here | hidden probes |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for hw, (mutants, probe_status) in results.items():
         caught = sum(bool(m.caught_by) for m in mutants)
+        not_run = sum(bool(m.not_run) for m in mutants)
+        uncovered = len(mutants) - caught - not_run
         lines.append(
-            f"| {hw} | {len(mutants)} | {caught} | {len(mutants) - caught} | {probe_status} |"
+            f"| {hw} | {len(mutants)} | {caught} | {uncovered} | {not_run} | {probe_status} |"
         )
     for hw, (mutants, _) in results.items():
         lines += ["", f"## {hw}", "", "| region | tag | caught by | tests | seconds |"]
@@ -305,6 +335,8 @@ def render_report(results: dict[str, tuple[list[Mutant], str]], quick: bool) -> 
             more = len(m.caught_by) - min(len(public), 4) - min(len(hidden), 2)
             if more > 0:
                 shown += f" … (+{more})"
+            if m.not_run:
+                shown = f"not run: {m.not_run}"
             lines.append(
                 f"| `{m.label}` | {m.tag} | {shown or '**UNCOVERED**'} | "
                 f"{len(public)} public + {len(hidden)} hidden | {m.seconds:.1f} |"
@@ -339,15 +371,29 @@ def main(argv: list[str] | None = None) -> int:
         hw: {
             "probes": status,
             "regions": [
-                {"region": m.label, "tag": m.tag, "caught_by": m.caught_by, "seconds": m.seconds}
+                {
+                    "region": m.label,
+                    "tag": m.tag,
+                    "caught_by": m.caught_by,
+                    "not_run": m.not_run,
+                    "seconds": m.seconds,
+                }
                 for m in mutants
             ],
         }
         for hw, (mutants, status) in results.items()
     }
     (out / "report.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    uncovered = [m.label for mutants, _ in results.values() for m in mutants if not m.caught_by]
+    uncovered = [
+        m.label
+        for mutants, _ in results.values()
+        for m in mutants
+        if not m.caught_by and not m.not_run
+    ]
+    not_run = [m for mutants, _ in results.values() for m in mutants if m.not_run]
     print(f"report: {out / 'report.md'}")
+    if not_run:
+        print(f"{len(not_run)} region(s) not measurable here: {not_run[0].not_run}")
     if uncovered:
         print("uncovered regions:\n  " + "\n  ".join(uncovered), file=sys.stderr)
         return 1
