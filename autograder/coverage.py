@@ -12,8 +12,9 @@ For each marked region of the homework, the tool builds the reference-filled rel
 
 A region that no test and no probe catches is *uncovered*: its body could be deleted without
 anyone noticing. CUDA regions on a machine without a GPU cannot be measured (their tests and
-probes need one); they are listed as *not measurable here*, neither caught nor uncovered. The report ``DIR/report.md`` (default ``build/coverage``) lists every
-region with the tests that catch it; the exit status is 1 when any region is uncovered.
+probes need one); they are listed as *not measurable here*, neither caught nor uncovered.
+The report ``DIR/report.md`` (default ``build/coverage``) lists every region with the tests
+that catch it; the exit status is 1 when any region is uncovered.
 
 ``--quick`` stops each public-test run at its first failure (enough to know a region is
 caught, much faster; the report then lists that first test only) and skips the probes unless
