@@ -45,6 +45,7 @@ ENGINE_FILES = [
     "grader.py",
     "gradescope.py",
     "paths.py",
+    "pyparse.py",
     "report.py",
     "runner.py",
     "runtime.py",

@@ -15,8 +15,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from autograder.markers import AST_LOCK
 from autograder.probes.kit import ProbeInfo, probes_of
+from autograder.pyparse import parse
 
 KIT_PATH = Path(__file__).resolve().parent / "kit.py"
 
@@ -58,15 +58,14 @@ class ProbeSuite:
 
     def unit_source(self, unit: str) -> str:
         """The module's source with the probes of every OTHER unit removed: what the sandbox
-        of ``unit`` gets to see. Computed once per unit, under ``AST_LOCK`` (ast.parse is not
-        thread-safe in CPython 3.11, and batches grade in threads)."""
-        with AST_LOCK:
-            cache = self.__dict__.setdefault("_unit_sources", {})
-            if unit not in cache:
-                tree = ast.parse(self.source, filename=str(self.path))
-                tree.body = [node for node in tree.body if _probe_unit(node) in (None, unit)]
-                cache[unit] = ast.unparse(tree) + "\n"
-            return cache[unit]
+        of ``unit`` gets to see. Computed once per unit (batches grade in threads; see
+        ``autograder.pyparse``)."""
+        cache = self.__dict__.setdefault("_unit_sources", {})
+        if unit not in cache:
+            tree = parse(self.source, filename=str(self.path))
+            tree.body = [node for node in tree.body if _probe_unit(node) in (None, unit)]
+            cache[unit] = ast.unparse(tree) + "\n"
+        return cache[unit]
 
 
 def _probe_unit(node: ast.AST) -> str | None:
@@ -100,8 +99,7 @@ def load_suite(path: str | Path) -> ProbeSuite:
     cases: dict[str, list[ProbeInfo]] = {}
     for info, _ in probes_of(module):
         cases.setdefault(info.unit, []).append(info)
-    with AST_LOCK:
-        tree = ast.parse(source)
+    tree = parse(source)
     for node in tree.body:
         unit = _probe_unit(node)
         if unit is not None and node.name not in {i.name for i in cases.get(unit, [])}:
