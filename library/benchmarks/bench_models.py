@@ -39,6 +39,35 @@ def _copy_linear(ours, theirs) -> None:
 # ---- workloads -----------------------------------------------------------------------------
 
 
+def _training_steps(device, x, y, model, opt, loss_fn, reference, torch_opt, outputs=None):
+    """One training step each of needle and PyTorch on the same batch (x, y): forward, softmax
+    loss, backward, optimizer step. ``outputs`` picks the logits from needle's model output
+    (the language model also returns its hidden state)."""
+    import needle as ndl
+    import torch
+
+    x_th, y_th = torch.tensor(x), torch.tensor(y)
+
+    def needle_step():
+        X = ndl.Tensor(x, device=device, requires_grad=False)
+        labels = ndl.Tensor(y, device=device, requires_grad=False)
+        opt.reset_grad()
+        out = model(X)
+        loss = loss_fn(outputs(out) if outputs else out, labels)
+        loss.backward()
+        opt.step()
+        loss.numpy()
+
+    def torch_step():
+        torch_opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(reference(x_th), y_th)
+        loss.backward()
+        torch_opt.step()
+        loss.item()
+
+    return needle_step, torch_step
+
+
 def mlp_step_functions(device):
     import needle as ndl
     import needle.nn as nn
@@ -59,25 +88,8 @@ def mlp_step_functions(device):
     _copy_linear(model[0], reference[0])
     _copy_linear(model[2], reference[2])
     torch_opt = torch.optim.SGD(reference.parameters(), lr=0.1)
-    x_th, y_th = torch.tensor(x), torch.tensor(y)
 
-    def needle_step():
-        X = ndl.Tensor(x, device=device, requires_grad=False)
-        labels = ndl.Tensor(y, device=device, requires_grad=False)
-        opt.reset_grad()
-        loss = loss_fn(model(X), labels)
-        loss.backward()
-        opt.step()
-        loss.numpy()
-
-    def torch_step():
-        torch_opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(reference(x_th), y_th)
-        loss.backward()
-        torch_opt.step()
-        loss.item()
-
-    return needle_step, torch_step
+    return _training_steps(device, x, y, model, opt, loss_fn, reference, torch_opt)
 
 
 def torch_resnet9():
@@ -170,26 +182,10 @@ def lstm_lm_functions(device):
     loss_fn = nn.SoftmaxLoss()
     reference = TorchLanguageModel()
     torch_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
-    x_th, y_th = torch.tensor(x), torch.tensor(y)
 
-    def needle_step():
-        X = ndl.Tensor(x, device=device, requires_grad=False)
-        labels = ndl.Tensor(y, device=device, requires_grad=False)
-        opt.reset_grad()
-        logits, _ = model(X)
-        loss = loss_fn(logits, labels)
-        loss.backward()
-        opt.step()
-        loss.numpy()
-
-    def torch_step():
-        torch_opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(reference(x_th), y_th)
-        loss.backward()
-        torch_opt.step()
-        loss.item()
-
-    return needle_step, torch_step
+    return _training_steps(
+        device, x, y, model, opt, loss_fn, reference, torch_opt, outputs=lambda out: out[0]
+    )
 
 
 WORKLOADS = [
