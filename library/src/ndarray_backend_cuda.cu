@@ -28,6 +28,11 @@
 // Provided to students (no markers): CudaArray, fill, ewise_add/scalar_add (worked examples of a
 // kernel and its launch), the compact launcher, to_numpy/from_numpy, device_count/synchronize,
 // the argument checks and the scalar functors. Students write every other kernel and launcher.
+//
+// The module registers the kernels from the shared list kernel_list.h (the CPU backend includes it
+// too): entry NEEDLE_BINARY_KERNEL(mul, Mul) registers EwiseBinary<MulOp> and
+// ScalarBinary<MulOp> as ewise_mul and scalar_mul, NEEDLE_UNARY_KERNEL(log, Log) registers
+// EwiseUnary<LogOp> as ewise_log.
 
 #include <cuda_runtime.h>
 #include <pybind11/numpy.h>
@@ -354,7 +359,13 @@ void ScalarAdd(const CudaArray& a, scalar_t val, CudaArray* out) {
 }
 
 // The scalar math of each operation (provided). kName names the Python functions
-// ewise_<kName> / scalar_<kName> in error messages.
+// ewise_<kName> / scalar_<kName> in error messages. The module registers the templates below
+// instantiated with these functors, one per line of kernel_list.h: <Name>Op for the entry
+// NEEDLE_BINARY_KERNEL(name, Name) or NEEDLE_UNARY_KERNEL(name, Name).
+struct AddOp {  // add has its own kernels, the worked examples above (see EwiseBinary<AddOp>)
+  static constexpr const char* kName = "add";
+  __device__ scalar_t operator()(scalar_t x, scalar_t y) const { return x + y; }
+};
 struct MulOp {
   static constexpr const char* kName = "mul";
   __device__ scalar_t operator()(scalar_t x, scalar_t y) const { return x * y; }
@@ -469,6 +480,17 @@ template <typename Op>
 void EwiseUnary(const CudaArray& a, CudaArray* out) {
   CheckSize(std::string("ewise_") + Op::kName, "a", a.size, out->size);
   LaunchEwiseUnary<Op>(a, out);
+}
+
+// Addition runs the worked examples EwiseAdd / ScalarAdd rather than the templates.
+template <>
+void EwiseBinary<AddOp>(const CudaArray& a, const CudaArray& b, CudaArray* out) {
+  EwiseAdd(a, b, out);
+}
+
+template <>
+void ScalarBinary<AddOp>(const CudaArray& a, scalar_t val, CudaArray* out) {
+  ScalarAdd(a, val, out);
 }
 
 // ---- Matrix multiplication ---------------------------------------------------------------------
@@ -829,33 +851,12 @@ PYBIND11_MODULE(ndarray_backend_cuda, m) {
 
   m.def("to_numpy", ToNumpy, arg("a"), arg("shape"), arg("strides"), arg("offset"));
   m.def("from_numpy", FromNumpy, arg("a"), arg("out"));
-  m.def("fill", Fill, arg("out"), arg("val"));
 
-  m.def("compact", Compact, arg("a"), arg("out"), arg("shape"), arg("strides"), arg("offset"));
-  m.def("ewise_setitem", EwiseSetitem, arg("a"), arg("out"), arg("shape"), arg("strides"),
-        arg("offset"));
-  m.def("scalar_setitem", ScalarSetitem, arg("size"), arg("val"), arg("out"), arg("shape"),
-        arg("strides"), arg("offset"));
-
-  m.def("ewise_add", EwiseAdd, arg("a"), arg("b"), arg("out"));
-  m.def("scalar_add", ScalarAdd, arg("a"), arg("val"), arg("out"));
-  m.def("ewise_mul", EwiseBinary<MulOp>, arg("a"), arg("b"), arg("out"));
-  m.def("scalar_mul", ScalarBinary<MulOp>, arg("a"), arg("val"), arg("out"));
-  m.def("ewise_div", EwiseBinary<DivOp>, arg("a"), arg("b"), arg("out"));
-  m.def("scalar_div", ScalarBinary<DivOp>, arg("a"), arg("val"), arg("out"));
-  m.def("ewise_power", EwiseBinary<PowerOp>, arg("a"), arg("b"), arg("out"));
-  m.def("scalar_power", ScalarBinary<PowerOp>, arg("a"), arg("val"), arg("out"));
-  m.def("ewise_maximum", EwiseBinary<MaximumOp>, arg("a"), arg("b"), arg("out"));
-  m.def("scalar_maximum", ScalarBinary<MaximumOp>, arg("a"), arg("val"), arg("out"));
-  m.def("ewise_eq", EwiseBinary<EqOp>, arg("a"), arg("b"), arg("out"));
-  m.def("scalar_eq", ScalarBinary<EqOp>, arg("a"), arg("val"), arg("out"));
-  m.def("ewise_ge", EwiseBinary<GeOp>, arg("a"), arg("b"), arg("out"));
-  m.def("scalar_ge", ScalarBinary<GeOp>, arg("a"), arg("val"), arg("out"));
-  m.def("ewise_log", EwiseUnary<LogOp>, arg("a"), arg("out"));
-  m.def("ewise_exp", EwiseUnary<ExpOp>, arg("a"), arg("out"));
-  m.def("ewise_tanh", EwiseUnary<TanhOp>, arg("a"), arg("out"));
-
-  m.def("matmul", Matmul, arg("a"), arg("b"), arg("out"), arg("m"), arg("n"), arg("p"));
-  m.def("reduce_max", ReduceMax, arg("a"), arg("out"), arg("reduce_size"));
-  m.def("reduce_sum", ReduceSum, arg("a"), arg("out"), arg("reduce_size"));
+  // The kernels, from the shared list (kernel_list.h).
+#define NEEDLE_KERNEL(name, Function, ARGS) m.def(#name, Function, ARGS);
+#define NEEDLE_BINARY_KERNEL(name, Name)                     \
+  m.def("ewise_" #name, EwiseBinary<Name##Op>, NEEDLE_ARGS_ZIP); \
+  m.def("scalar_" #name, ScalarBinary<Name##Op>, NEEDLE_ARGS_SCALAR);
+#define NEEDLE_UNARY_KERNEL(name, Name) m.def("ewise_" #name, EwiseUnary<Name##Op>, NEEDLE_ARGS_MAP);
+#include "kernel_list.h"
 }

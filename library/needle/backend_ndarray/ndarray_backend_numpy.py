@@ -10,7 +10,10 @@ kernel only sees
 
 The C++ (``ndarray_backend_cpu``) and CUDA (``ndarray_backend_cuda``) backends export the same
 names with the same meaning; when one of them disagrees with this file, this file is right.
-Each docstring gives the kernel as a tiny pseudo-loop over flat indices.
+Each docstring gives the kernel as a tiny pseudo-loop over flat indices. ``KERNELS``, at the end,
+lists every kernel (name, kind, parameters and a numpy oracle of its meaning): the one table the
+compiled backends (``src/kernel_list.h``) and the contract test (``test_kernel_contract.py``)
+follow.
 
 Element-wise and reduction kernels assume their inputs are compact (row-major, offset 0) and the
 sizes the docstring states; ``NDArray`` guarantees that before it calls them.
@@ -18,7 +21,9 @@ sizes the docstring states; ``NDArray`` guarantees that before it calls them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
@@ -256,3 +261,168 @@ def reduce_sum(a: Array, out: Array, reduce_size: int) -> None:
     """
     blocks = a.array[: out.size * reduce_size].reshape(out.size, reduce_size)
     np.sum(blocks, axis=1, out=out.array)
+
+
+# ---- the kernel table -----------------------------------------------------------------------
+#
+# Every kernel of the backend contract, in one place. The C++ and CUDA modules register theirs
+# from src/kernel_list.h, which mirrors this table, and tests/test_kernel_contract.py checks
+# every backend against each entry's ``oracle``: numpy code written from the kernel's meaning,
+# independent of the functions above.
+
+KernelKind = Literal["fill", "gather", "scatter", "map", "zip", "scalar", "reduce", "matmul"]
+
+_STRIDED = ("shape", "strides", "offset")
+# The parameters of each kind of kernel (a kind's kernels differ only in their math).
+KERNEL_ARGS: dict[str, tuple[str, ...]] = {
+    "fill": ("out", "val"),
+    "gather": ("a", "out", *_STRIDED),
+    "scatter": ("a", "out", *_STRIDED),  # scalar_setitem: ("size", "val", "out", *_STRIDED)
+    "map": ("a", "out"),
+    "zip": ("a", "b", "out"),
+    "scalar": ("a", "val", "out"),
+    "reduce": ("a", "out", "reduce_size"),
+    "matmul": ("a", "b", "out", "m", "n", "p"),
+}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel of the backend contract.
+
+    Kinds (the loop family; the C++ and CUDA backends write each family once):
+
+    - ``fill``: every element of ``out``;
+    - ``gather``: a strided view (``shape``, ``strides``, ``offset``) of ``a`` into compact ``out``;
+    - ``scatter``: compact ``a`` (or the scalar ``val``) into a strided view of ``out``;
+    - ``map`` / ``zip`` / ``scalar``: ``out[i] = f(a[i])`` / ``f(a[i], b[i])`` / ``f(a[i], val)``;
+    - ``reduce``: ``out[i]`` = f of the i-th block of ``reduce_size`` consecutive elements of ``a``;
+    - ``matmul``: ``out (m x p) = a (m x n) @ b (n x p)``.
+
+    ``oracle`` states what the kernel computes, in plain numpy: it takes the kernel's arguments
+    by name (buffers as 1-D float64 arrays, ``out`` holding what it holds before the call) and
+    returns what ``out`` holds after it.
+
+    Attributes:
+        name: the function every backend module exports.
+        kind: the loop family (above).
+        args: the kernel's parameters, in order (``KERNEL_ARGS[kind]`` but for scalar_setitem).
+        oracle: the kernel's meaning in numpy (above).
+        required: False for an optional fast path that a backend may leave out.
+        domain: the range random inputs ``a`` are drawn from in tests (``log`` wants x > 0).
+        rtol: allowed error, relative to ``|expected|`` for element-wise kinds and to the
+            oracle of the absolute values (the size of the terms summed) for ``reduce`` and
+            ``matmul``; 0 means exact. Polynomial ``exp``/``log``/``tanh`` and sums taken in
+            another order need a little.
+        tiled: ``a``, ``b`` and ``out`` of a matmul are in the tiled layout [r/T][c/T][T][T], T
+            being the backend's ``__tile_size__`` (the oracle then also takes ``tile=T``).
+    """
+
+    name: str
+    kind: KernelKind
+    oracle: Callable[..., np.ndarray] = field(repr=False)
+    args: tuple[str, ...] = ()
+    required: bool = True
+    domain: tuple[float, float] = (-3.0, 3.0)
+    rtol: float = 0.0
+    tiled: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.args:  # the kind's parameters
+            object.__setattr__(self, "args", KERNEL_ARGS[self.kind])
+
+    @property
+    def arity(self) -> int:
+        """How many input buffers the kernel reads (``a``, ``b``)."""
+        return sum(arg in ("a", "b") for arg in self.args)
+
+
+def _positions(shape: Sequence[int], strides: Sequence[int], offset: int) -> np.ndarray:
+    """Buffer position of each element of a view: offset + sum_k index_k * strides[k]."""
+    index = np.indices(tuple(shape), dtype=np.int64)
+    return offset + sum(
+        (index[k] * stride for k, stride in enumerate(strides)), np.zeros(shape, np.int64)
+    )
+
+
+def _compact_oracle(a, out, shape, strides, offset):
+    return a[_positions(shape, strides, offset)].reshape(-1)
+
+
+def _ewise_setitem_oracle(a, out, shape, strides, offset):
+    positions = _positions(shape, strides, offset)
+    result = out.copy()
+    result[positions] = a[: positions.size].reshape(positions.shape)
+    return result
+
+
+def _scalar_setitem_oracle(size, val, out, shape, strides, offset):
+    result = out.copy()
+    result[_positions(shape, strides, offset)] = val
+    return result
+
+
+def _binary(name: str, op: Callable[..., Any], **options: Any) -> tuple[Kernel, Kernel]:
+    """The pair ``ewise_<name>(a, b, out)`` and ``scalar_<name>(a, val, out)`` of numpy's op."""
+
+    def ewise_oracle(a, b, out):
+        return np.asarray(op(a, b), dtype=np.float64)
+
+    def scalar_oracle(a, val, out):
+        return np.asarray(op(a, val), dtype=np.float64)
+
+    return (
+        Kernel(f"ewise_{name}", "zip", ewise_oracle, **options),
+        Kernel(f"scalar_{name}", "scalar", scalar_oracle, **options),
+    )
+
+
+def _unary(name: str, op: Callable[..., Any], **options: Any) -> Kernel:
+    """``ewise_<name>(a, out)`` of numpy's op."""
+    return Kernel(f"ewise_{name}", "map", lambda a, out: op(a), **options)
+
+
+def _reduce(name: str, op: Callable[..., Any], **options: Any) -> Kernel:
+    """``reduce_<name>(a, out, reduce_size)`` of numpy's reduction ``op(blocks, axis=1)``."""
+
+    def oracle(a, out, reduce_size):
+        return op(a[: out.size * reduce_size].reshape(out.size, reduce_size), axis=1)
+
+    return Kernel(f"reduce_{name}", "reduce", oracle, **options)
+
+
+def _matmul_oracle(a, b, out, m, n, p):
+    return (a[: m * n].reshape(m, n) @ b[: n * p].reshape(n, p)).reshape(-1)
+
+
+def _matmul_tiled_oracle(a, b, out, m, n, p, tile):
+    def untile(x, rows, cols):
+        tiles = x[: rows * cols].reshape(rows // tile, cols // tile, tile, tile)
+        return tiles.transpose(0, 2, 1, 3).reshape(rows, cols)
+
+    product = untile(a, m, n) @ untile(b, n, p)
+    return product.reshape(m // tile, tile, p // tile, tile).transpose(0, 2, 1, 3).reshape(-1)
+
+
+KERNELS: tuple[Kernel, ...] = (
+    Kernel("fill", "fill", lambda out, val: np.full(out.shape, val)),
+    Kernel("compact", "gather", _compact_oracle),
+    Kernel("ewise_setitem", "scatter", _ewise_setitem_oracle),
+    Kernel("scalar_setitem", "scatter", _scalar_setitem_oracle, ("size", "val", "out", *_STRIDED)),
+    *_binary("add", np.add),
+    *_binary("mul", np.multiply),
+    *_binary("div", np.divide),
+    *_binary("power", np.power, domain=(0.1, 3.0), rtol=1e-5),
+    *_binary("maximum", np.maximum),
+    *_binary("eq", np.equal),
+    *_binary("ge", np.greater_equal),
+    _unary("log", np.log, domain=(0.01, 5.0), rtol=1e-6),
+    _unary("exp", np.exp, rtol=1e-6),
+    _unary("tanh", np.tanh, rtol=1e-6),
+    _reduce("max", np.max),
+    _reduce("sum", np.sum, rtol=1e-5),
+    Kernel("matmul", "matmul", _matmul_oracle, rtol=1e-4),
+    # Only the C++ backend has it (NDArray uses it when a backend sets __matmul_tiled_preferred__).
+    Kernel("matmul_tiled", "matmul", _matmul_tiled_oracle, required=False, rtol=1e-4, tiled=True),
+)
+"""Every kernel a backend exports, in the order of ``src/kernel_list.h``."""
