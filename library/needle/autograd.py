@@ -13,12 +13,12 @@ through ``needle.ops`` at call time, which keeps this module free of import cycl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Generic, Iterable, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy
 
 import needle
-from needle.backend_selection import NDArray, array_api, default_device
+from needle.backend_selection import array_api, default_device
 
 if TYPE_CHECKING:
     from needle.backend_selection import Device
@@ -30,23 +30,36 @@ TENSOR_COUNTER = 0
 
 Shape = Tuple[int, ...]
 
+# The kind of node an op makes: Tensor (TensorOp) or TensorTuple (TensorTupleOp).
+NodeT = TypeVar("NodeT", bound="Value")
+ValueT = TypeVar("ValueT", bound="Value")
+TensorT = TypeVar("TensorT", bound="Tensor")
+# An adjoint: the gradient of a Tensor node is a Tensor, of a TensorTuple node a TensorTuple.
+AdjointT = TypeVar("AdjointT", "Tensor", "TensorTuple")
 
-class Op:
-    """An operator: ``compute`` on raw arrays, ``gradient`` with needle ops."""
 
-    def __call__(self, *args):
+class Op(Generic[NodeT]):
+    """An operator: ``compute`` on raw arrays, ``gradient`` with needle ops.
+
+    Generic over the node type it makes, ``NodeT``: ``TensorOp`` is ``Op[Tensor]`` (so its
+    ``gradient`` receives Tensors) and ``TensorTupleOp`` is ``Op[TensorTuple]``.
+    """
+
+    def __call__(self, *args: Any) -> NodeT:
         raise NotImplementedError()
 
-    def compute(self, *args: NDArray):
-        """Compute the output array from the input arrays (no graph, no Tensors)."""
+    def compute(self, *args: Any) -> Any:
+        """Compute the output array from the input arrays (``NDArray``s; no graph, no Tensors).
+
+        A ``TensorOp`` returns one array, a ``TensorTupleOp`` a tuple of arrays."""
         raise NotImplementedError()
 
-    def gradient(self, out_grad: Value, node: Value) -> Union[Value, Tuple[Value, ...]]:
+    def gradient(self, out_grad: NodeT, node: NodeT) -> Union[Value, Tuple[Value, ...]]:
         """Partial adjoints of the inputs of ``node``, given the adjoint ``out_grad`` of its
         output. Must be built from needle ops so that it is itself differentiable."""
         raise NotImplementedError()
 
-    def gradient_as_tuple(self, out_grad: Value, node: Value) -> Tuple[Value, ...]:
+    def gradient_as_tuple(self, out_grad: NodeT, node: NodeT) -> Tuple[Value, ...]:
         """``gradient``, always as a tuple (one entry per input)."""
         output = self.gradient(out_grad, node)
         if isinstance(output, tuple):
@@ -56,35 +69,39 @@ class Op:
         return (output,)
 
 
-class TensorOp(Op):
+class TensorOp(Op["Tensor"]):
     """An op whose output is a single Tensor."""
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Tensor:
         return Tensor.make_from_op(self, args)
 
 
-class TensorTupleOp(Op):
+class TensorTupleOp(Op["TensorTuple"]):
     """An op whose output is a tuple of tensors (a ``TensorTuple``)."""
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> TensorTuple:
         return TensorTuple.make_from_op(self, args)
 
 
 class Value:
     """A node of the computational graph."""
 
-    op: Optional[Op]
-    inputs: Tuple[Value, ...]
+    op: Optional[Op[Any]]
+    # Tensor or TensorTuple nodes; typed Any so that an op's gradient can use Tensor's methods
+    # on the inputs of its (Tensor) node without casts.
+    inputs: Tuple[Any, ...]
     cached_data: Any
     requires_grad: bool
+    # The adjoint that backward() sets: a Tensor, or a TensorTuple for a TensorTuple node.
+    grad: Any
 
     def realize_cached_data(self):
         """The node's array, computing it (and any unrealized ancestors) if needed."""
         if self.cached_data is not None:
             return self.cached_data
         inputs = [x.cached_data for x in self.inputs]
-        if all(data is not None for data in inputs):  # the eager case: one compute, no search
-            self.cached_data = self.op.compute(*inputs)
+        if self.op is not None and all(data is not None for data in inputs):  # the eager case
+            self.cached_data = self.op.compute(*inputs)  # one compute, no search
             return self.cached_data
         # Lazy mode can leave long chains unrealized: realize them in topological order,
         # without recursion, so deep graphs cannot overflow the stack.
@@ -120,13 +137,14 @@ class Value:
         self.requires_grad = requires_grad
 
     @classmethod
-    def make_const(cls, data, *, requires_grad: bool = False):
+    def make_const(cls: type[ValueT], data: Any, *, requires_grad: bool = False) -> ValueT:
         value = cls.__new__(cls)
         value._init(None, (), cached_data=data, requires_grad=requires_grad)
         return value
 
     @classmethod
-    def make_from_op(cls, op: Op, inputs: Tuple[Value, ...]):
+    def make_from_op(cls: type[ValueT], op: Op[Any], inputs: Sequence[Value]) -> ValueT:
+        inputs = tuple(inputs)
         _check_same_device(op, inputs)
         value = cls.__new__(cls)
         value._init(op, inputs)
@@ -155,7 +173,7 @@ def _unrealized_topo_order(root: Value) -> list:
     return order
 
 
-def _check_same_device(op: Op, inputs: Tuple[Value, ...]) -> None:
+def _check_same_device(op: Op[Any], inputs: Tuple[Value, ...]) -> None:
     if len(inputs) < 2:
         return
     devices = [x.device for x in inputs if isinstance(x, Tensor)]
@@ -231,15 +249,11 @@ class Tensor(Value):
             return numpy.array(numpy_array, dtype=dtype if dtype is not None else "float32")
         return array_api.array(numpy_array, device=device, dtype=dtype or "float32")
 
-    @staticmethod
-    def make_from_op(op: Op, inputs: Tuple[Value, ...]) -> Tensor:
-        return Value.make_from_op.__func__(Tensor, op, inputs)
-
-    @staticmethod
-    def make_const(data, requires_grad: bool = False) -> Tensor:
+    @classmethod
+    def make_const(cls: type[TensorT], data: Any, requires_grad: bool = False) -> TensorT:
         if isinstance(data, Tensor):
             data = data.realize_cached_data()
-        return Value.make_const.__func__(Tensor, data, requires_grad=requires_grad)
+        return super().make_const(data, requires_grad=requires_grad)
 
     # ---- data access -------------------------------------------------------------------
     @property
@@ -399,13 +413,13 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
     from ops, so ``x.grad`` can itself be differentiated.
     """
     ### BEGIN YOUR SOLUTION (hw1)
-    partial_adjoints: dict[int, list[Tensor]] = {id(output_tensor): [out_grad]}
+    partial_adjoints: dict[int, list[Any]] = {id(output_tensor): [out_grad]}
     for node in reversed(find_topo_sort([output_tensor])):
         contributions = partial_adjoints.pop(id(node), None)
         if contributions is None:  # nothing downstream of this node reaches the output
             continue
         node.grad = sum_node_list(contributions)
-        if node.is_leaf():
+        if node.op is None:  # a leaf
             continue
         input_grads = node.op.gradient_as_tuple(node.grad, node)
         for input_node, grad in zip(node.inputs, input_grads):
@@ -414,7 +428,7 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
     ### END YOUR SOLUTION
 
 
-def sum_node_list(node_list: list[Value]) -> Value:
+def sum_node_list(node_list: Sequence[AdjointT]) -> AdjointT:
     """The sum of a non-empty list of nodes, without creating a redundant zero node."""
     total = node_list[0]
     for node in node_list[1:]:

@@ -6,10 +6,13 @@
 """
 
 import os
+from typing import TYPE_CHECKING
 
 BACKEND = os.environ.get("NEEDLE_BACKEND", "nd")
 
-if BACKEND == "nd":
+# The type checker sees the default backend, nd (with NEEDLE_BACKEND=np the same names are
+# numpy's, which the code uses through the same numpy-style API).
+if TYPE_CHECKING or BACKEND == "nd":
     from . import backend_ndarray as array_api
     from .backend_ndarray import (
         BackendDevice as Device,

@@ -13,12 +13,22 @@ from typing import Iterable
 from needle.autograd import Tensor
 
 
+def grad_of(p: Tensor) -> Tensor:
+    """``p.grad.data``: the gradient of a parameter that has one (as ``params_with_grad()``
+    returns them), outside any graph."""
+    if p.grad is None:
+        raise ValueError("the parameter has no gradient (run backward() first)")
+    return p.grad.data
+
+
 class Optimizer:
     """Base class: holds the parameters and clears their gradients.
 
     Args:
         params: the tensors to update (usually ``model.parameters()``).
     """
+
+    lr: float  # the learning rate (of the optimisers that have one; schedulers change it)
 
     def __init__(self, params: Iterable[Tensor]):
         self.params = list(params)
@@ -46,11 +56,11 @@ class Optimizer:
         """
         ### BEGIN YOUR SOLUTION (hw2)
         params = self.params_with_grad()
-        total_norm = math.sqrt(sum(float((p.grad.data**2).sum().numpy()) for p in params))
+        total_norm = math.sqrt(sum(float((grad_of(p) ** 2).sum().numpy()) for p in params))
         scale = max_norm / (total_norm + 1e-6)
         if scale < 1.0:
             for p in params:
-                p.grad = p.grad.data * scale
+                p.grad = grad_of(p) * scale
         return total_norm
         ### END YOUR SOLUTION
 
@@ -82,7 +92,7 @@ class SGD(Optimizer):
     def step(self) -> None:
         ### BEGIN YOUR SOLUTION (hw2)
         for p in self.params_with_grad():
-            grad = p.grad.data + self.weight_decay * p.data
+            grad = grad_of(p) + self.weight_decay * p.data
             if p in self.u:
                 grad = self.momentum * self.u[p] + (1 - self.momentum) * grad
             else:  # u starts at 0, so the first average is (1 - momentum) * grad
@@ -135,7 +145,7 @@ class Adam(Optimizer):
         self.t += 1
         beta1, beta2 = self.beta1, self.beta2
         for p in self.params_with_grad():
-            grad = p.grad.data + self.weight_decay * p.data
+            grad = grad_of(p) + self.weight_decay * p.data
             if p in self.m:
                 m = beta1 * self.m[p] + (1 - beta1) * grad
                 v = beta2 * self.v[p] + (1 - beta2) * grad**2

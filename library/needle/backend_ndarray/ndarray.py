@@ -417,6 +417,11 @@ class NDArray:
     """
 
     __slots__ = ("_shape", "_strides", "_offset", "_device", "_handle")
+    _shape: Shape
+    _strides: Shape
+    _offset: int
+    _device: BackendDevice
+    _handle: Any  # the backend's Array
 
     # numpy must not turn ``np_value * ndarray`` into a numpy array: make its operators
     # return NotImplemented so that Python calls our reflected method instead.
@@ -897,7 +902,9 @@ class NDArray:
     def __lt__(self, other) -> NDArray:
         return 1.0 - (self >= other)
 
-    __hash__ = None  # == is element-wise, so arrays cannot be dict keys (as in numpy)
+    # == is element-wise, so arrays cannot be dict keys (as in numpy). The ignore: mypy wants
+    # __hash__ callable, but None is how a class declares itself unhashable.
+    __hash__ = None  # type: ignore[assignment]
 
     def log(self) -> NDArray:
         return self._unary(self._device.ewise_log)

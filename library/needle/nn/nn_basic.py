@@ -194,7 +194,8 @@ class Module:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``state_dict()`` to an ``.npz`` file (plain arrays, no pickle)."""
-        np.savez(path, **self.state_dict())
+        arrays: dict[str, Any] = dict(self.state_dict())  # names -> arrays, as savez's keywords
+        np.savez(path, **arrays)
 
     def load(self, path: str | os.PathLike, strict: bool = True) -> Module:
         """Read weights written by ``save`` into this module (in place; returns it)."""
@@ -259,7 +260,7 @@ class Linear(Module):
         )
         if bias:
             bias_column = init.kaiming_uniform(out_features, 1, device=device, dtype=dtype)
-            self.bias = Parameter(bias_column.reshape((1, out_features)))
+            self.bias: Parameter | None = Parameter(bias_column.reshape((1, out_features)))
         else:
             self.bias = None
         ### END YOUR SOLUTION

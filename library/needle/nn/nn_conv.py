@@ -64,7 +64,7 @@ class Conv(Module):
         )
         if bias:
             bound = 1.0 / math.sqrt(fan_in)
-            self.bias = Parameter(
+            self.bias: Parameter | None = Parameter(
                 init.rand(out_channels, low=-bound, high=bound, device=device, dtype=dtype)
             )
         else:

@@ -8,6 +8,7 @@ with ``ops.stack``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from needle import init, ops
 from needle.autograd import Tensor
@@ -97,7 +98,7 @@ class RNNCell(Module):
         if h is None:
             h = init.zeros(*out_shape, device=X.device, dtype=X.dtype)
         pre_activation = X @ self.W_ih + h @ self.W_hh
-        if self.bias_ih is not None:
+        if self.bias_ih is not None and self.bias_hh is not None:
             row = (1, self.hidden_size)
             pre_activation = (
                 pre_activation
@@ -163,7 +164,8 @@ class RNN(Module):
     def forward(self, X: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         ### BEGIN YOUR SOLUTION (hw4)
         layer_inputs = _unstack(X, axis=0)
-        initial = _unstack(h0, axis=0) if h0 is not None else [None] * self.num_layers
+        # per layer: its initial state, or None for zeros
+        initial: list[Any] = _unstack(h0, axis=0) if h0 is not None else [None] * self.num_layers
         last_states = []
         for cell, h in zip(self.rnn_cells, initial):
             outputs = []
@@ -215,7 +217,7 @@ class LSTMCell(Module):
         else:
             h0, c0 = h
         gates = X @ self.W_ih + h0 @ self.W_hh
-        if self.bias_ih is not None:
+        if self.bias_ih is not None and self.bias_hh is not None:
             row, shape = (1, 4 * hidden), (batch_size, 4 * hidden)
             gates = (
                 gates
@@ -274,7 +276,7 @@ class LSTM(Module):
         ### BEGIN YOUR SOLUTION (hw4)
         layer_inputs = _unstack(X, axis=0)
         if h is None:
-            initial = [None] * self.num_layers
+            initial: list[Any] = [None] * self.num_layers  # per layer: (h, c), or None for zeros
         else:
             initial = list(zip(_unstack(h[0], axis=0), _unstack(h[1], axis=0)))
         last_h, last_c = [], []

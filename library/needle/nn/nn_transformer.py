@@ -52,8 +52,12 @@ class MultiHeadAttention(Module):
 
     def softmax(self, logit):
         """Softmax over the last axis; the max subtracted for stability is a constant."""
-        row_max = array_api.max(logit.realize_cached_data(), axis=3, keepdims=True)
-        row_max = Tensor(row_max, device=logit.device, dtype=logit.dtype, requires_grad=False)
+        row_max = Tensor(
+            array_api.max(logit.realize_cached_data(), axis=3, keepdims=True),
+            device=logit.device,
+            dtype=logit.dtype,
+            requires_grad=False,
+        )
         exp = ops.exp(logit - row_max.broadcast_to(logit.shape))
         denominator = exp.sum(axes=(3,)).reshape((*logit.shape[:3], 1)).broadcast_to(logit.shape)
         return exp / denominator

@@ -66,8 +66,8 @@ def _normalize_axes(axes: Axes, ndim: int) -> Tuple[int, ...]:
     """``axes`` (None = all, an int, or a tuple) as a sorted tuple of non-negative axes."""
     if axes is None:
         return tuple(range(ndim))
-    if isinstance(axes, numbers.Integral):
-        axes = (axes,)
+    if isinstance(axes, (int, numbers.Integral)):
+        axes = (int(axes),)
     return tuple(sorted({_normalize_axis(int(axis), ndim) for axis in axes}))
 
 
@@ -627,10 +627,10 @@ def flip(a: Tensor, axes: Axes) -> Tensor:
     return Flip(axes)(a)
 
 
-def _dilated_axes(axes: Axes, ndim: int) -> Tuple[int, ...]:
+def _dilated_axes(axes: int | Tuple[int, ...], ndim: int) -> Tuple[int, ...]:
     """The axes a dilation applies to: out-of-range axes are ignored (as in the course)."""
-    if isinstance(axes, numbers.Integral):
-        axes = (axes,)
+    if isinstance(axes, (int, numbers.Integral)):
+        axes = (int(axes),)
     return tuple(sorted({axis % ndim for axis in axes if -ndim <= axis < ndim}))
 
 
@@ -715,7 +715,7 @@ Padding = Union[int, Tuple[Tuple[int, int], Tuple[int, int]]]
 
 def _spatial_padding(padding: Padding) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     """``padding`` as ``((top, bottom), (left, right))``."""
-    if isinstance(padding, numbers.Integral):
+    if isinstance(padding, (int, numbers.Integral)):
         return (int(padding), int(padding)), (int(padding), int(padding))
     (top, bottom), (left, right) = padding
     return (int(top), int(bottom)), (int(left), int(right))
