@@ -227,7 +227,6 @@ class Tensor(Value):
         device: Optional[Device] = None,
         dtype: Optional[str] = None,
         requires_grad: bool = True,
-        **kwargs,
     ):
         if isinstance(array, Tensor):
             if device is None:

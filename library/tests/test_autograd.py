@@ -291,3 +291,12 @@ def test_updates_through_data_do_not_grow_the_tensor_count(device):
         w.data = w.data - w.grad.data * 0.1
     gc.collect()
     assert autograd.TENSOR_COUNTER <= settled + 5  # no graph kept from step to step
+
+
+def test_tensor_rejects_unknown_keyword_arguments():
+    # A typo must not be swallowed (it would silently leave requires_grad at its default).
+    with pytest.raises(TypeError, match="requires_gard"):
+        ndl.Tensor([1.0, 2.0], requires_gard=False)
+    with pytest.raises(TypeError, match="shape"):
+        ndl.nn.Parameter([1.0], shape=(1,))
+    assert ndl.Tensor([1.0], requires_grad=False).requires_grad is False
