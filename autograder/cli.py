@@ -1,9 +1,10 @@
 """The ``autograder`` command line.
 
-    autograder release HW|all [--out DIR] [--fill]      student release (autograder.release)
-    autograder grade HW SUB... [--jobs N] [--sandbox local|container] [--out DIR]
+    autograder release HW|all [--out DIR] [--fill]      student release
+    autograder grade HW SUB... [--jobs N] [--sandbox local|container] [--out DIR] [--bundle B]
     autograder check HW [--dir DIR] [-k EXPR]            students: public tests, sandboxed
     autograder export HW --gradescope [--out FILE]       a Gradescope autograder zip
+    autograder bundle HW                                 build the grading bundle, print its folder
     autograder report DIR                                re-render gradebook.csv + report.html
     autograder demo [--out DIR]                          the offline platform tour
     autograder image build [--engine E] [--base-image I] the container sandbox's image
@@ -18,14 +19,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from autograder.paths import BUILD_DIR
+from autograder.engine.paths import BUILD_DIR
 
 
 def _homework_and_grader(args):
-    from autograder.grader import Grader, Homework
-    from autograder.sandbox import make_sandbox
+    from autograder.engine.bundle import GradingBundle
+    from autograder.engine.grading import Grader
+    from autograder.engine.sandbox import make_sandbox
 
-    homework = Homework.load(args.hw)
+    if getattr(args, "bundle", None):  # a bundle folder built elsewhere: the engine alone
+        homework = GradingBundle.load(args.bundle)
+        if homework.name != args.hw:
+            raise ValueError(f"{args.bundle} is the bundle of {homework.name}, not {args.hw}")
+    else:
+        from autograder.authoring.bundle import build_bundle
+
+        homework = build_bundle(args.hw, log=lambda m: print(m, file=sys.stderr))
     sandbox = make_sandbox(args.sandbox, engine=getattr(args, "engine", None))
     overrides = {}
     if getattr(args, "timeout", None):
@@ -57,11 +66,12 @@ def print_score_table(results: list[dict], stream=sys.stdout) -> None:
 
 
 def cmd_grade(args) -> int:
-    from autograder.grader import GraderSetupError
+    from autograder.engine.bundle import BundleError
+    from autograder.engine.grading import GraderSetupError
 
     try:
         grader = _homework_and_grader(args)
-    except (GraderSetupError, RuntimeError, ValueError) as error:
+    except (GraderSetupError, BundleError, RuntimeError, ValueError) as error:
         print(f"autograder: {error}", file=sys.stderr)
         return 2
     out = Path(args.out or BUILD_DIR / "grades" / args.hw)
@@ -80,7 +90,7 @@ def cmd_grade(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from autograder.report import rerender
+    from autograder.engine.report import rerender
 
     try:
         path = rerender(Path(args.dir))
@@ -92,25 +102,25 @@ def cmd_report(args) -> int:
 
 
 def cmd_release(argv: list[str]) -> int:
-    from autograder.release import main as release_main
+    from autograder.authoring.release import main as release_main
 
     return release_main(argv)
 
 
 def cmd_demo(args) -> int:
-    from autograder.demo import run_demo
+    from autograder.authoring.demo import run_demo
 
     return run_demo(Path(args.out))
 
 
 def cmd_check(args) -> int:
-    from autograder.check import run_check
+    from autograder.engine.check import run_check
 
     return run_check(args.hw, Path(args.dir), args.k, sandbox_kind=args.sandbox)
 
 
 def cmd_export(args) -> int:
-    from autograder.gradescope import export
+    from autograder.authoring.export import export
 
     if not args.gradescope:
         print("autograder export: only --gradescope is supported", file=sys.stderr)
@@ -120,8 +130,21 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_bundle(args) -> int:
+    from autograder.authoring.bundle import build_bundle
+    from autograder.engine.grading import GraderSetupError
+
+    try:
+        bundle = build_bundle(args.hw, log=lambda m: print(m, file=sys.stderr))
+    except GraderSetupError as error:
+        print(f"autograder: {error}", file=sys.stderr)
+        return 2
+    print(bundle.root)
+    return 0
+
+
 def cmd_image(args) -> int:
-    from autograder.container import build_image
+    from autograder.engine.container import build_image
 
     image = build_image(engine=args.engine, base_image=args.base_image, local=args.local)
     print(image)
@@ -153,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--no-resume", action="store_true", help="regrade submissions already graded"
     )
+    grade.add_argument(
+        "--bundle", help="grade with this grading bundle folder (default: build it from HW)"
+    )
+
+    bundle = sub.add_parser("bundle", help="build (or find) a homework's grading bundle")
+    bundle.add_argument("hw")
 
     check = sub.add_parser("check", help="students: run the public tests of a release, sandboxed")
     check.add_argument("hw")
@@ -192,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": cmd_demo,
         "check": cmd_check,
         "export": cmd_export,
+        "bundle": cmd_bundle,
         "image": cmd_image,
     }
     return handlers[args.command](args)

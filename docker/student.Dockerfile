@@ -20,7 +20,7 @@ COPY autograder/ autograder/
 COPY assignments/ assignments/
 COPY library/ library/
 COPY solutions/ solutions/
-RUN python -m autograder.release "${HW}" --out /release && rm -f /release/*.zip
+RUN python -m autograder.authoring.release "${HW}" --out /release && rm -f /release/*.zip
 
 # ---- stage 2: the student's environment ---------------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -2,17 +2,17 @@
 C++ file, stubbed alone, is caught.
 
 Quick mode (each public-test run stops at its first failure; hidden probes only for regions
-that escape the public tests). ``python -m autograder.coverage`` writes the full report.
+that escape the public tests). ``python -m autograder.authoring.coverage`` writes the full report.
 Measured at about 7 minutes of CPU for hw0, hw1, hw2, hw4 and hw4_extra (128 regions; two
 run at a time). hw3's 71 C++/CUDA regions each need a rebuild of the backend (and a GPU for
-the CUDA ones), so hw3 is covered by ``python -m autograder.coverage hw3``, not here.
+the CUDA ones), so hw3 is covered by ``python -m autograder.authoring.coverage hw3``, not here.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from autograder.coverage import cover_homework, render_report
+from autograder.authoring.coverage import cover_homework, render_report
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The marker parser and stubber (autograder.markers) on small sources."""
+"""The marker parser and stubber (autograder.authoring.markers) on small sources."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from autograder.markers import MarkerError, find_regions, scan_file, stub_text
+from autograder.authoring.markers import MarkerError, find_regions, scan_file, stub_text
 
 PYTHON = textwrap.dedent(
     '''
@@ -122,7 +122,7 @@ def test_cpp_region_must_be_a_function_body():
 
 
 def test_every_reference_source_has_valid_markers():
-    from autograder.assignment import REPO_ROOT
+    from autograder.authoring.assignment import REPO_ROOT
 
     count = 0
     for root in (REPO_ROOT / "library", REPO_ROOT / "assignments"):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from autograder.assignment import REPO_ROOT, homeworks, load
+from autograder.authoring.assignment import REPO_ROOT, homeworks, load
 
 NOTEBOOKS = [
     hw for hw in homeworks() if load(hw).notebook and (REPO_ROOT / load(hw).notebook).is_file()

@@ -1,4 +1,4 @@
-"""Acceptance tests of the student releases (autograder.release) for every homework.
+"""Acceptance tests of the student releases (autograder.authoring.release) for every homework.
 
 - every assignment.toml loads, and its release renders (accepted files cover the regions);
 - releases are byte-identical across runs (files and zip);
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder.assignment import REPO_ROOT, homeworks, load
-from autograder.markers import HOMEWORKS, find_regions, syntax_for
-from autograder.release import build_release, render_release
+from autograder.authoring.assignment import REPO_ROOT, homeworks, load
+from autograder.authoring.markers import HOMEWORKS, find_regions, syntax_for
+from autograder.authoring.release import build_release, render_release
 
 WORK = REPO_ROOT / "build" / "test-assignments"
 CONTENT = [hw for hw in homeworks() if (REPO_ROOT / load(hw).public_tests).is_dir()]

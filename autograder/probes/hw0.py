@@ -2,14 +2,14 @@
 
 The submission is ``src/simple_ml.py`` and ``src/simple_ml_ext.cpp``; the grader compiles the
 C++ into ``src/simple_ml_ext*.so`` in the sandbox (``build = "ext"``) before the probes run.
-Units (COURSE.md Appendix A): ``add``, ``parse_mnist``, ``softmax_loss``,
+Units (docs/course.md#grading-units): ``add``, ``parse_mnist``, ``softmax_loss``,
 ``softmax_regression_epoch`` (the numpy one), ``nn_epoch``, ``softmax_regression_epoch_cpp``.
 
 ``parse_mnist`` is probed on IDX files the probe writes itself (seeded pixels and labels, in
 the sandbox's private /tmp) and on the release's embedded MNIST test split.
 """
 
-from autograder.probes.kit import probe, rand, randint, randn
+from autograder.engine.kit import probe, rand, randint, randn
 
 SEARCH_PATH = ["src", ""]
 

@@ -14,7 +14,7 @@ Units and what their probes exercise (points in ``assignments/hw1/assignment.tom
 Every probe imports the submission inside its body and builds its inputs from fixed seeds.
 """
 
-from autograder.probes.kit import probe, rand, randint, randn
+from autograder.engine.kit import probe, rand, randint, randn
 
 SEARCH_PATH = ["", "apps"]
 

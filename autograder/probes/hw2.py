@@ -1,16 +1,18 @@
 """Hidden probes of hw2 (the neural-network library, on the numpy backend).
 
-One unit per COURSE.md Appendix A selector. Modules and initialisers draw from numpy's
-global generator, as the course specifies, so probes call ``np.random.seed(K)`` right before
+One unit per grading unit (docs/course.md#grading-units). Modules and initialisers draw from
+numpy's global generator, as the course specifies, so probes call ``np.random.seed(K)`` right before
 constructing them; data inputs come from the kit's own seeded generators. Gradients are
 those of ``backward()`` on a weighted sum of the output (random, seeded weights), so a wrong
 gradient anywhere in a module shows.
 """
 
-from autograder.probes.kit import probe, rand, randint, randn
+from typing import Any
+
+from autograder.engine.kit import probe, rand, randint, randn
 
 SEARCH_PATH = ["", "apps"]
-GRAD = {"rtol": 1e-4, "atol": 1e-5}
+GRAD: dict[str, Any] = {"rtol": 1e-4, "atol": 1e-5}
 
 
 def _t(array, requires_grad=True):

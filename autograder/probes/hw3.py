@@ -31,7 +31,7 @@ with no points, and never as a pass.
 
 import numpy as np
 
-from autograder.probes.kit import NotGradable, probe, raises, rand, randint, randn
+from autograder.engine.kit import NotGradable, probe, raises, rand, randint, randn
 
 SEARCH_PATH = [""]
 

@@ -32,7 +32,9 @@ ignores the device it is given (``ndl.cpu()`` written into a layer) fails here, 
 a GPU.
 """
 
-from autograder.probes.kit import probe, rand, randint, randn
+from typing import Any
+
+from autograder.engine.kit import probe, rand, randint, randn
 
 SEARCH_PATH = ["", "apps"]
 
@@ -46,7 +48,7 @@ LIMITS = {
     "language_model": {"wall_s": 120.0, "cpu_s": 120},
 }
 
-TRAINING = {"rtol": 1e-3, "atol": 1e-4}
+TRAINING: dict[str, Any] = {"rtol": 1e-3, "atol": 1e-4}
 
 
 def _device():

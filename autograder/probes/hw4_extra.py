@@ -23,7 +23,7 @@ nothing needs compiling (see ``BUILD``) and a unit takes seconds.
 
 import numpy as np
 
-from autograder.probes.kit import probe, randint, randn
+from autograder.engine.kit import probe, randint, randn
 
 SEARCH_PATH = ["", "apps"]
 

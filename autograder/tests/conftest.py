@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from autograder.grader import Grader, Homework, write_tree
-from autograder.paths import BUILD_DIR
-from autograder.sandbox import local_sandbox
+from autograder.authoring.bundle import Homework
+from autograder.engine.grading import Grader
+from autograder.engine.sandbox import local_sandbox
+from autograder.engine.workspace import write_tree
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -29,7 +30,7 @@ def hw1() -> Homework:
 @pytest.fixture(scope="session")
 def hw1_grader(hw1, tmp_path_factory):
     """A grader of hw1 in the local sandbox (reference answers cached under build/)."""
-    with Grader(hw1, local_sandbox(), build_dir=BUILD_DIR) as grader:
+    with Grader(hw1.bundle, local_sandbox()) as grader:
         yield grader
 
 
@@ -37,7 +38,7 @@ def hw1_grader(hw1, tmp_path_factory):
 def fast_hw1_grader(hw1):
     """The same, with 5-second limits: for submissions that hang on purpose."""
     overrides = {"wall_s": 5.0, "cpu_s": 5}
-    with Grader(hw1, local_sandbox(), build_dir=BUILD_DIR, limit_overrides=overrides) as grader:
+    with Grader(hw1.bundle, local_sandbox(), limit_overrides=overrides) as grader:
         yield grader
 
 

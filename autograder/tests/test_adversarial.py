@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.paths import REPO_ROOT
+from autograder.engine.paths import REPO_ROOT
 from autograder.tests.adversarial.build import PACKAGING_ATTACKS, build_all, payload_attacks
 
 pytestmark = pytest.mark.hw1

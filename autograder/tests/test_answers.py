@@ -11,7 +11,7 @@ import pickle
 import numpy as np
 import pytest
 
-from autograder.answers import (
+from autograder.engine.answers import (
     ErrorAnswer,
     NDArrayAnswer,
     Tolerance,
@@ -20,7 +20,7 @@ from autograder.answers import (
     read_answers,
     to_storable,
 )
-from autograder.runner import AnswerWriter
+from autograder.engine.runner import AnswerWriter
 
 TOL = Tolerance(rtol=1e-5, atol=1e-6)
 
@@ -162,9 +162,9 @@ def test_reference_storage_round_trip():
 
 
 def test_not_gradable_reference_answers_are_recognised_by_class_name():
-    from autograder.answers import is_not_gradable
+    from autograder.engine.answers import is_not_gradable
 
     assert is_not_gradable(ErrorAnswer("hidden_probes.NotGradable", "needs a CUDA GPU", ()))
-    assert is_not_gradable(ErrorAnswer("autograder.probes.kit.NotGradable", "", ()))
+    assert is_not_gradable(ErrorAnswer("autograder.engine.kit.NotGradable", "", ()))
     assert not is_not_gradable(ErrorAnswer("RuntimeError", "needs a CUDA GPU", ()))
     assert not is_not_gradable(1.0)

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.container, pytest.mark.hw1]
 
 @pytest.fixture(scope="module")
 def container_sandbox():
-    from autograder.container import ContainerSandbox, ContainerUnavailable, build_image
+    from autograder.engine.container import ContainerSandbox, ContainerUnavailable, build_image
 
     try:
         image = build_image(local=True)
@@ -23,12 +23,12 @@ def container_sandbox():
 
 
 def test_container_sandbox_grades_the_reference_with_full_marks(hw1, container_sandbox, tmp_path):
-    from autograder.grader import Grader
+    from autograder.engine.grading import Grader
 
     folder = make_submission(
         tmp_path / "reference", hw1, reference_files=("needle/autograd.py", *hw1.accept)
     )
-    with Grader(hw1, container_sandbox) as grader:
+    with Grader(hw1.bundle, container_sandbox) as grader:
         results = grader.grade(folder, tmp_path / "out")
     assert results["score"] == hw1.max_score, results["output"]
     sandbox = results["extra_data"]["sandbox"]
@@ -39,7 +39,7 @@ def test_container_sandbox_grades_the_reference_with_full_marks(hw1, container_s
 def test_container_command_carries_every_restriction(container_sandbox):
     from pathlib import Path
 
-    from autograder.sandbox import Mount, SandboxLimits
+    from autograder.engine.sandbox import Mount, SandboxLimits
 
     limits = SandboxLimits(memory_bytes=512 * 1024 * 1024, processes=32)
     command = container_sandbox.command(["python"], [Mount(Path("/tmp"), "/work")], limits, "/work")

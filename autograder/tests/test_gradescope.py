@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.paths import BUILD_DIR
+from autograder.engine.paths import BUILD_DIR
 from autograder.tests.adversarial.build import build_payload
 from autograder.tests.conftest import make_submission
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.hw1
 
 @pytest.fixture(scope="module")
 def export_zip(hw1_grader, tmp_path_factory):
-    from autograder.gradescope import export
+    from autograder.authoring.export import export
 
     return export("hw1", tmp_path_factory.mktemp("gradescope") / "hw1.zip")
 
@@ -41,7 +41,7 @@ def gradescope_root():
 def run_autograder(
     zip_path: Path, root: Path, submission: Path, root_only: bool = False, **env
 ) -> dict:
-    from autograder.gradescope import unpack_for_test
+    from autograder.engine.gradescope import unpack_for_test
 
     source = unpack_for_test(zip_path, root)
     if root_only:  # what setup.sh does on Gradescope
@@ -71,9 +71,9 @@ def test_export_layout_has_the_entry_points_at_the_root_and_no_reference_code(hw
         contents = {name: archive.read(name) for name in names}
     for entry in ("setup.sh", "run_autograder"):
         assert entry in names and modes[entry] & stat.S_IXUSR
-    assert "autograder/probes/hw1.py" in names
-    assert "homework/reference/answers.json" in names
-    assert not any(n.startswith(("library/", "solutions/")) for n in names)
+    assert "bundle/probes/hw1.py" in names
+    assert "bundle/reference/answers.json" in names
+    assert not any(n.startswith(("library/", "solutions/", "autograder/authoring")) for n in names)
     assert not any(n.endswith(("release.py", "markers.py")) for n in names)
     for path in hw1.accept:  # the reference's version of a student file is nowhere
         if hw1.reference[path] != hw1.blank[path]:
@@ -112,3 +112,83 @@ def _uid_of(pid: str) -> str | None:
         return None
     line = next((x for x in status.splitlines() if x.startswith("Uid:")), "")
     return line.split()[1] if line else None
+
+
+def test_export_is_the_engine_package_and_the_bundle_and_nothing_else(hw1, export_zip):
+    """Every file of the engine ships (walked, not listed) and every bundle file is the one
+    local grading uses; beyond those only the two entry points and the package marker."""
+    from autograder.engine.paths import ENGINE_DIR
+
+    with zipfile.ZipFile(export_zip) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    engine = {
+        f"autograder/engine/{p.relative_to(ENGINE_DIR).as_posix()}": p.read_bytes()
+        for p in ENGINE_DIR.rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    bundle_root = hw1.bundle.root
+    bundle = {
+        f"bundle/{p.relative_to(bundle_root).as_posix()}": p.read_bytes()
+        for p in bundle_root.rglob("*")
+        if p.is_file()
+    }
+    entry = {"setup.sh", "run_autograder", "autograder/__init__.py"}
+    assert set(contents) == set(engine) | set(bundle) | entry
+    assert all(contents[name] == data for name, data in {**engine, **bundle}.items())
+
+
+def _stable(results: dict) -> dict:
+    """results.json without what differs from run to run (times, ids, the nonce)."""
+    results = json.loads(json.dumps(results))
+    results.pop("execution_time", None)
+    extra = results["extra_data"]
+    for key in ("graded_at", "run_id", "nonce", "finished", "grader_error"):
+        extra.pop(key, None)
+    for test in results["tests"]:
+        test.get("extra_data", {}).pop("wall_s", None)
+    return results
+
+
+def _same_results_locally_and_exported(homework, zip_path, root, submissions):
+    from autograder.engine.grading import Grader
+    from autograder.engine.sandbox import local_sandbox
+
+    with Grader(homework.bundle, local_sandbox()) as grader:
+        local = [grader.grade(path, name="submission") for path in submissions]
+    for path, expected in zip(submissions, local):
+        exported = run_autograder(zip_path, root, path)
+        assert exported["extra_data"]["finished"] is True, exported.get("output")
+        assert _stable(exported) == _stable(expected), path.name
+    return local
+
+
+def test_local_grading_and_the_export_give_identical_results_hw1(
+    hw1, export_zip, gradescope_root, tmp_path
+):
+    submissions = [
+        make_submission(tmp_path / "reference", hw1, reference_files=hw1.accept),
+        make_submission(
+            tmp_path / "submission", hw1, reference_files=("needle/ops/ops_mathematic.py",)
+        ),
+        make_submission(tmp_path / "blank", hw1),
+    ]
+    local = _same_results_locally_and_exported(hw1, export_zip, gradescope_root, submissions)
+    assert [r["score"] for r in local][0] == hw1.max_score
+    assert 0 < local[1]["score"] < hw1.max_score and local[2]["score"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.hw3
+def test_local_grading_and_the_export_give_identical_results_hw3(gradescope_root, tmp_path):
+    from autograder.authoring.bundle import Homework
+    from autograder.authoring.export import export
+
+    hw3 = Homework.load("hw3")
+    zip_path = export("hw3", tmp_path / "hw3.zip")
+    cpu = "src/ndarray_backend_cpu.cc"
+    submissions = [
+        make_submission(tmp_path / "submission", hw3, reference_files=(cpu,)),
+        make_submission(tmp_path / "blank", hw3),
+    ]
+    local = _same_results_locally_and_exported(hw3, zip_path, gradescope_root, submissions)
+    assert 0 < local[0]["score"] < hw3.max_score

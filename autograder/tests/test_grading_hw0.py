@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.grader import Grader, Homework
-from autograder.paths import BUILD_DIR
-from autograder.sandbox import local_sandbox
+from autograder.authoring.bundle import Homework
+from autograder.engine.grading import Grader
+from autograder.engine.sandbox import local_sandbox
 from autograder.tests.conftest import make_submission
 
 pytestmark = [pytest.mark.hw0, pytest.mark.slow]
@@ -35,7 +35,7 @@ def test_hw0_reference_blank_mixed_and_compile_error(hw0, tmp_path):
         make_submission(tmp_path / name, hw0, files, extra)
         for name, (files, extra, _) in cases.items()
     ]
-    with Grader(hw0, local_sandbox(), build_dir=BUILD_DIR) as grader:
+    with Grader(hw0.bundle, local_sandbox()) as grader:
         results = grader.grade_batch(paths, tmp_path / "out", jobs=2, progress=False)
     by_name = {r["extra_data"]["submission"]: r for r in results}
     for name, (_, _, expected) in cases.items():

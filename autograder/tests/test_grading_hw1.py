@@ -81,7 +81,7 @@ def test_results_json_follows_the_gradescope_schema(hw1, hw1_grader, tmp_path):
     assert "NotImplementedError" in topo["output"]
     assert "needle/autograd.py, line" in topo["output"]
     assert "/grader" not in topo["output"] and "probes" not in topo["output"]
-    assert str(hw1_grader.build_dir) not in json.dumps(results["tests"])
+    assert str(hw1_grader.bundle.root) not in json.dumps(results["tests"])
 
 
 def test_wrong_values_are_explained_with_index_expected_got_and_tolerance(
@@ -157,13 +157,14 @@ def test_a_probe_the_machine_cannot_run_is_reported_not_graded(hw1, tmp_path):
     nor passes: the case earns nothing and says why."""
     import dataclasses
 
-    from autograder.grader import Grader
-    from autograder.probes import load_suite
-    from autograder.sandbox import local_sandbox
+    from autograder.authoring.bundle import reference_answers
+    from autograder.engine.grading import Grader
+    from autograder.engine.probes import load_suite
+    from autograder.engine.sandbox import local_sandbox
 
     module = tmp_path / "probes_with_gpu_case.py"
     module.write_text(
-        "from autograder.probes.kit import NotGradable, probe\n\n"
+        "from autograder.engine.kit import NotGradable, probe\n\n"
         "@probe('forward')\n"
         "def forward_negate_small():\n"
         "    import needle as ndl\n"
@@ -173,9 +174,12 @@ def test_a_probe_the_machine_cannot_run_is_reported_not_graded(hw1, tmp_path):
         "def forward_on_gpu():\n"
         "    raise NotGradable('needs a CUDA GPU; none here')\n"
     )
-    homework = dataclasses.replace(hw1, points={"forward": 10.0}, suite=load_suite(module))
+    bundle = dataclasses.replace(
+        hw1.bundle, points={"forward": 10.0}, suite=load_suite(module), reference={}
+    )
+    bundle.reference = reference_answers(bundle, hw1.reference, log=lambda message: None)
     folder = make_submission(tmp_path / "reference", hw1, reference_files=hw1.accept)
-    with Grader(homework, local_sandbox(), build_dir=tmp_path / "build") as grader:
+    with Grader(bundle, local_sandbox()) as grader:
         result = grader.grade(folder)
     forward = result["tests"][0]
     assert forward["score"] == pytest.approx(5.0)

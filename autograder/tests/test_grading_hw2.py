@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.grader import Grader, Homework
-from autograder.paths import BUILD_DIR, REPO_ROOT
-from autograder.sandbox import local_sandbox
+from autograder.authoring.bundle import Homework
+from autograder.engine.grading import Grader
+from autograder.engine.paths import REPO_ROOT
+from autograder.engine.sandbox import local_sandbox
 from autograder.tests.conftest import make_submission
 
 pytestmark = [pytest.mark.hw2, pytest.mark.slow]
@@ -21,8 +22,8 @@ def hw2():
         # apps/mlp_resnet.py imports apps/simple_ml.py, which hw2's assignment.toml does not
         # release yet; add it the way the release tool would (hw1 regions filled, later ones
         # stubbed) so the probes can be checked until the release ships it.
-        from autograder.assignment import load
-        from autograder.release import render_file
+        from autograder.authoring.assignment import load
+        from autograder.authoring.release import render_file
 
         source = (REPO_ROOT / "library" / SIMPLE_ML).read_text()
         blank, _ = render_file(source, SIMPLE_ML, load("hw2").stub_notes())
@@ -49,7 +50,7 @@ def test_hw2_reference_blank_and_mixed(hw2, tmp_path):
         "data_and_init": (data_and_init, expected_mixed),
     }
     paths = [make_submission(tmp_path / name, hw2, files) for name, (files, _) in cases.items()]
-    with Grader(hw2, local_sandbox(), build_dir=BUILD_DIR) as grader:
+    with Grader(hw2.bundle, local_sandbox()) as grader:
         results = grader.grade_batch(paths, tmp_path / "out", jobs=2, progress=False)
     for (name, (_, expected)), result in zip(cases.items(), results):
         failing = [t["output"][:300] for t in result["tests"] if t["score"] < t["max_score"]]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 from concurrent.futures import ThreadPoolExecutor
 
-from autograder.paths import REPO_ROOT
-from autograder.probes import load_suite
+from autograder.engine.paths import REPO_ROOT
+from autograder.engine.probes import load_suite
 
 
 def test_unit_sources_are_the_same_from_many_threads_at_once():

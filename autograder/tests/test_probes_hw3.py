@@ -16,13 +16,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autograder.grader import Grader, Homework
-from autograder.markers import find_regions, stub_line
-from autograder.paths import BUILD_DIR, REPO_ROOT
-from autograder.probes import load_suite
-from autograder.probes.kit import probes_of
-from autograder.runner import AnswerWriter
-from autograder.sandbox import local_sandbox
+from autograder.authoring.bundle import Homework
+from autograder.authoring.markers import find_regions, stub_line
+from autograder.engine.grading import Grader
+from autograder.engine.kit import probes_of
+from autograder.engine.paths import REPO_ROOT
+from autograder.engine.probes import load_suite
+from autograder.engine.runner import AnswerWriter
+from autograder.engine.sandbox import local_sandbox
 from autograder.tests.conftest import make_submission
 
 pytestmark = pytest.mark.hw3
@@ -55,7 +56,7 @@ def run_in_process(function):
 
 
 def test_every_unit_has_probes_and_units_match_the_toml(suite):
-    from autograder.assignment import load
+    from autograder.authoring.assignment import load
 
     points = load("hw3").points
     assert suite.units == list(points), "probe units must be the toml's units, in its order"
@@ -109,7 +110,7 @@ def test_kernel_probes_run_on_the_reference_and_agree_with_numpy(suite):
         for _, function in probes_of(suite.module, unit):
             run_in_process(function)
     # Two oracle spot checks: a matmul and a reduction, recomputed with numpy.
-    from autograder.probes.kit import randint
+    from autograder.engine.kit import randint
 
     matmuls = run_in_process(suite.module.cpu_matmul)
     m, n, p = suite.module.MATMULS[3]
@@ -134,7 +135,7 @@ def hw3():
 
 @pytest.fixture(scope="module")
 def hw3_grader(hw3):
-    with Grader(hw3, local_sandbox(), build_dir=BUILD_DIR) as grader:
+    with Grader(hw3.bundle, local_sandbox()) as grader:
         yield grader
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder.grader import Grader, Homework
-from autograder.paths import BUILD_DIR
-from autograder.sandbox import local_sandbox
+from autograder.authoring.bundle import Homework
+from autograder.engine.grading import Grader
+from autograder.engine.sandbox import local_sandbox
 from autograder.tests.conftest import make_submission
 
 pytestmark = pytest.mark.hw4
@@ -41,7 +41,7 @@ def hw4() -> Homework:
 
 @pytest.fixture(scope="module")
 def hw4_grader(hw4):
-    with Grader(hw4, local_sandbox(), build_dir=BUILD_DIR) as grader:
+    with Grader(hw4.bundle, local_sandbox()) as grader:
         yield grader
 
 
@@ -159,7 +159,7 @@ def _run_public_tests(folder: Path) -> subprocess.CompletedProcess:
 def test_public_tests_pass_on_the_filled_release_and_fail_on_the_blank_one(hw4, tmp_path):
     if shutil.which("cmake") is None:
         pytest.skip("cmake is needed to build the release's C++ backend")
-    from autograder.release import build_release
+    from autograder.authoring.release import build_release
 
     filled = build_release("hw4", tmp_path / "filled", fill=True)
     blank = build_release("hw4", tmp_path / "blank", archive=False)

@@ -13,13 +13,14 @@ import math
 import numpy as np
 import pytest
 
-from autograder.grader import Grader, Homework
-from autograder.markers import find_regions, stub_line
-from autograder.paths import BUILD_DIR, REPO_ROOT
-from autograder.probes import load_suite
-from autograder.probes.kit import probes_of, randn
-from autograder.runner import AnswerWriter
-from autograder.sandbox import local_sandbox
+from autograder.authoring.bundle import Homework
+from autograder.authoring.markers import find_regions, stub_line
+from autograder.engine.grading import Grader
+from autograder.engine.kit import probes_of, randn
+from autograder.engine.paths import REPO_ROOT
+from autograder.engine.probes import load_suite
+from autograder.engine.runner import AnswerWriter
+from autograder.engine.sandbox import local_sandbox
 from autograder.tests.conftest import make_submission
 
 pytestmark = pytest.mark.hw4_extra
@@ -41,7 +42,7 @@ def run_in_process(function):
 
 
 def test_units_match_the_toml(suite):
-    from autograder.assignment import load
+    from autograder.authoring.assignment import load
 
     assert suite.units == list(load("hw4_extra").points)
     assert all(len(cases) >= 3 for cases in suite.cases.values())
@@ -86,7 +87,7 @@ def hw4_extra():
 
 @pytest.fixture(scope="module")
 def hw4_extra_grader(hw4_extra):
-    with Grader(hw4_extra, local_sandbox(), build_dir=BUILD_DIR) as grader:
+    with Grader(hw4_extra.bundle, local_sandbox()) as grader:
         yield grader
 
 

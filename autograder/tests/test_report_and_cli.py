@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from autograder.cli import main, print_score_table
-from autograder.report import render_html, rerender, write_gradebook
+from autograder.engine.report import render_html, rerender, write_gradebook
 
 
 def fake_result(name: str, scores: dict[str, float], isolated: bool = True, gradable=True):
@@ -99,8 +99,8 @@ def test_a_missing_submission_still_gets_a_result(hw1_grader, tmp_path):
 
 @pytest.mark.hw1
 def test_check_runs_the_public_tests_in_the_sandbox(tmp_path):
-    from autograder.check import run_check
-    from autograder.release import build_release
+    from autograder.authoring.release import build_release
+    from autograder.engine.check import run_check
 
     reference = build_release("hw1", tmp_path / "filled", fill=True)
     blank = build_release("hw1", tmp_path / "blank", archive=False)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder.paths import PACKAGE_DIR, REPO_ROOT
-from autograder.runtime import ensure_runtime
-from autograder.sandbox import (
+from autograder.engine.paths import ENGINE_DIR, REPO_ROOT
+from autograder.engine.runtime import ensure_runtime
+from autograder.engine.sandbox import (
     GRADER,
     RUNTIME,
     SITE,
@@ -65,7 +65,7 @@ def run_python(sandbox, runtime, tmp_path, code: str, limits: SandboxLimits = SM
     grader = tmp_path / "grader"
     grader.mkdir(exist_ok=True)
     grader.chmod(0o755)
-    shutil.copyfile(PACKAGE_DIR / "runner.py", grader / "runner.py")
+    shutil.copyfile(ENGINE_DIR / "runner.py", grader / "runner.py")
     mounts = [
         Mount(runtime.python_home, RUNTIME),
         Mount(runtime.site, SITE),

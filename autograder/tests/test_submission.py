@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from autograder.submission import SubmissionError, load_submission
+from autograder.engine.submission import SubmissionError, load_submission
 
 ACCEPT = ("needle/autograd.py", "apps/simple_ml.py")
 FILES = {"needle/autograd.py": b"print('autograd')\n", "apps/simple_ml.py": b"X = 1\n"}

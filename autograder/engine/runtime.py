@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy
 
-from autograder.paths import BUILD_DIR
+from autograder.engine.paths import BUILD_DIR
 
 # Standard-library folders a probe never needs (and ~60 MB we need not stage).
 SKIPPED_STDLIB = {

@@ -123,11 +123,12 @@ class _Candidates:
 
 
 def _size(n: int) -> str:
+    value = float(n)
     for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return str(value)
 
 
 def _common_prefix(names: list[str], accept: tuple[str, ...]) -> str:

@@ -1,14 +1,14 @@
 """Mutation coverage of a homework's tests: is every solution region checked by something?
 
-``python -m autograder.coverage [HW ...] [--quick] [--jobs N] [--no-probes] [--out DIR]``
+``python -m autograder.authoring.coverage [HW ...] [--quick] [--jobs N] [--no-probes] [--out DIR]``
 
 For each marked region of the homework, the tool builds the reference-filled release with
 *only that region* stubbed (as the student receives it) and runs
 
 - the public tests (``tests/`` of the release, in a subprocess), recording which fail, and
-- the hidden probes, through the grading engine (``autograder.grader``) when the homework has
-  probes: the mutant's accepted files are graded like a submission, and every probe case
-  that fails is recorded as ``probe:<unit>/<case>``.
+- the hidden probes, through the grading engine (``autograder.engine.grading``) when the
+  homework has probes: the mutant's accepted files are graded like a submission, and every
+  probe case that fails is recorded as ``probe:<unit>/<case>``.
 
 A region that no test and no probe catches is *uncovered*: its body could be deleted without
 anyone noticing. CUDA regions on a machine without a GPU cannot be measured (their tests and
@@ -37,9 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .assignment import REPO_ROOT, Assignment, homeworks, load
-from .markers import find_regions, stub_line, syntax_for
-from .release import build_release
+from autograder.authoring.assignment import REPO_ROOT, Assignment, homeworks, load
+from autograder.authoring.markers import find_regions, stub_line, syntax_for
+from autograder.authoring.release import build_release
 
 DEFAULT_OUT = REPO_ROOT / "build" / "coverage"
 TEST_TIMEOUT_S = 900
@@ -104,7 +104,9 @@ def mutants_of(assignment: Assignment, workspace: Path) -> list[Mutant]:
 
 def stub_one(text: str, path: str, ordinal: int) -> str:
     """``text`` with only its ``ordinal``-th region stubbed."""
-    regions = find_regions(text, syntax_for(path), path)
+    syntax = syntax_for(path)
+    assert syntax is not None, path
+    regions = find_regions(text, syntax, path)
     region = regions[ordinal]
     lines = text.splitlines()
     lines[region.begin : region.end - 1] = stub_line(region)
@@ -176,16 +178,18 @@ class ProbeRunner:
         self.grader = None
         self.status = "no probes"
         try:
-            from .grader import Grader, Homework
-            from .sandbox import local_sandbox
+            from autograder.authoring.bundle import build_bundle
+            from autograder.engine.grading import Grader
+            from autograder.engine.sandbox import local_sandbox
 
-            homework = Homework.load(assignment.name, assignment)
-            self.grader = Grader(homework, local_sandbox())
+            bundle = build_bundle(assignment.name, assignment, log=lambda message: None)
+            self.grader = Grader(bundle, local_sandbox())
             self.status = "probes"
         except Exception as error:  # noqa: BLE001 - any reason means "public tests only"
             self.status = f"hidden probes unavailable ({type(error).__name__}: {error})"[:300]
 
     def failing_cases(self, workspace: Path, accept: tuple[str, ...]) -> list[str]:
+        assert self.grader is not None, "failing_cases needs the hidden probes"
         submission = Path(tempfile.mkdtemp(prefix="coverage-submission-"))
         try:
             for relative in accept:
@@ -348,7 +352,7 @@ def render_report(results: dict[str, tuple[list[Mutant], str]], quick: bool) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m autograder.coverage",
+        prog="python -m autograder.authoring.coverage",
         description="Stub each solution region alone and check that some test catches it.",
     )
     parser.add_argument("homeworks", nargs="*", help="homeworks (default: all with public tests)")

@@ -32,10 +32,18 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .assignment import Assignment, homeworks, load
-from .markers import HOMEWORKS, MarkerError, Region, find_regions, stub_text, syntax_for
+from autograder.authoring.assignment import Assignment, homeworks, load
+from autograder.authoring.markers import (
+    HOMEWORKS,
+    MarkerError,
+    Region,
+    find_regions,
+    stub_text,
+    syntax_for,
+)
+from autograder.engine.paths import REPO_ROOT
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "assignments" / "templates"
+TEMPLATES = REPO_ROOT / "assignments" / "templates"
 
 #: Never released: caches, build products, editor/OS droppings.
 _SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".DS_Store", "build"}
@@ -235,6 +243,7 @@ def _template_values(assignment: Assignment, regions: list[ReleasedRegion]) -> d
 def _release_metadata(assignment: Assignment, regions: list[ReleasedRegion], fill: bool) -> str:
     data = {
         "name": assignment.name,
+        "homeworks": list(HOMEWORKS),
         "title": assignment.title,
         "backend": assignment.backend,
         "build": assignment.build,

@@ -41,7 +41,7 @@ def _say(message: str) -> None:
 
 def make_submissions(homework, release: Path, dest: Path) -> list[Path]:
     """The three demo submissions, as folders under ``dest``."""
-    from autograder.grader import write_tree
+    from autograder.engine.workspace import write_tree
 
     def files(reference_files=(), extra=None) -> dict[str, bytes]:
         chosen = {
@@ -66,10 +66,11 @@ def make_submissions(homework, release: Path, dest: Path) -> list[Path]:
 
 
 def run_demo(out: Path, jobs: int = 2) -> int:
+    from autograder.authoring.bundle import Homework
+    from autograder.authoring.release import build_release
     from autograder.cli import print_score_table
-    from autograder.grader import Grader, GraderSetupError, Homework
-    from autograder.release import build_release
-    from autograder.sandbox import local_sandbox
+    from autograder.engine.grading import Grader, GraderSetupError
+    from autograder.engine.sandbox import local_sandbox
 
     start = time.monotonic()
     out = Path(out)
@@ -96,7 +97,7 @@ def run_demo(out: Path, jobs: int = 2) -> int:
     if not sandbox.isolated:
         print("    WARNING: NOT ISOLATED - install bubblewrap for a real sandbox")
     try:
-        with Grader(homework, sandbox) as grader:
+        with Grader(homework.bundle, sandbox) as grader:
             results = grader.grade_batch(submissions, out / "grades", jobs=jobs)
     except GraderSetupError as error:
         print(f"autograder demo: {error}", file=sys.stderr)

@@ -30,9 +30,9 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from autograder.paths import BUILD_DIR, REPO_ROOT
-from autograder.runtime import ensure_runtime, rootfs_tar
-from autograder.sandbox import (
+from autograder.engine.paths import BUILD_DIR, REPO_ROOT
+from autograder.engine.runtime import ensure_runtime, rootfs_tar
+from autograder.engine.sandbox import (
     RUNTIME,
     SANDBOX_UID,
     SITE,

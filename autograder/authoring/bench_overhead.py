@@ -1,6 +1,7 @@
 """What the sandbox costs: grading time per submission, sandboxed vs not.
 
-    python -m autograder.bench_overhead [--hw hw1] [--repeat 3] [--sandboxes bwrap,plain,...]
+    python -m autograder.authoring.bench_overhead [--hw hw1] [--repeat 3] \
+        [--sandboxes bwrap,plain,...]
 
 Grades the reference-filled submission of a homework with each sandbox backend, ``--repeat``
 times, and prints the best time per submission and per unit run, and the overhead of each
@@ -21,17 +22,24 @@ from pathlib import Path
 
 
 def _sandboxes(names: list[str]):
-    from autograder.sandbox import BwrapSandbox, TrustedRunner, UnshareSandbox, _works
+    from autograder.engine.sandbox import (
+        BwrapSandbox,
+        Sandbox,
+        TrustedRunner,
+        UnshareSandbox,
+        _works,
+    )
 
-    made = {"trusted": TrustedRunner()}
+    made: dict[str, Sandbox] = {"trusted": TrustedRunner()}
+    bwrap = shutil.which("bwrap")
     for name in names:
-        if name == "bwrap" and shutil.which("bwrap"):
-            made["bwrap"] = BwrapSandbox(shutil.which("bwrap"))
+        if name == "bwrap" and bwrap:
+            made["bwrap"] = BwrapSandbox(bwrap)
         elif name == "unshare":
             made["unshare"] = UnshareSandbox()
         elif name == "container":
             try:
-                from autograder.container import ContainerSandbox
+                from autograder.engine.container import ContainerSandbox
 
                 made["container"] = ContainerSandbox()
             except Exception as error:  # no engine: report and go on
@@ -41,7 +49,9 @@ def _sandboxes(names: list[str]):
 
 
 def measure(hw: str, repeat: int, names: list[str]) -> dict[str, list[float]]:
-    from autograder.grader import Grader, Homework, write_tree
+    from autograder.authoring.bundle import Homework
+    from autograder.engine.grading import Grader
+    from autograder.engine.workspace import write_tree
 
     homework = Homework.load(hw)
     scratch = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
@@ -52,7 +62,7 @@ def measure(hw: str, repeat: int, names: list[str]) -> dict[str, list[float]]:
     graders = {}
     try:
         for name, sandbox in _sandboxes(names).items():
-            graders[name] = Grader(homework, sandbox, log=lambda message: None)
+            graders[name] = Grader(homework.bundle, sandbox, log=lambda message: None)
             graders[name].grade(submission)  # warm the file cache
             timings[name] = []
         # Interleaved rounds: a shared machine's load drifts; each round sees the same drift.
@@ -75,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sandboxes", default="bwrap,unshare,container")
     args = parser.parse_args(argv)
-    from autograder.grader import Homework
+    from autograder.authoring.bundle import Homework
 
     units = len(Homework.load(args.hw).suite.units)
     timings = measure(args.hw, args.repeat, args.sandboxes.split(","))

@@ -17,19 +17,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from autograder.grader import build_workspace, write_tree
-from autograder.runtime import PYTEST_MODULES, ensure_runtime
-from autograder.sandbox import (
-    GRADER,
-    RUNTIME,
-    SITE,
-    WORK,
-    Mount,
+from autograder.engine.runtime import PYTEST_MODULES, ensure_runtime
+from autograder.engine.sandbox import (
     PlainSandbox,
     SandboxLimits,
     describe_end,
     local_sandbox,
 )
+from autograder.engine.workspace import SandboxView, build_workspace, write_tree
 
 CHECK_LIMITS = SandboxLimits(wall_s=1200, cpu_s=1200, output_bytes=8 * 1024 * 1024)
 SKIPPED = {"__pycache__", ".pytest_cache", "build", ".git", ".ipynb_checkpoints"}
@@ -80,24 +75,19 @@ def run_check(hw: str, folder: Path, k: str | None = None, sandbox_kind: str = "
             print(log[-6000:])
             print("autograder check: the C++ code does not compile (above)", file=sys.stderr)
             return 1
-        mounts = [
-            Mount(runtime.python_home, RUNTIME),
-            Mount(runtime.site, SITE),
-            Mount(workspace, WORK),
-            Mount(scratch / "grader", GRADER),
-        ]
-        work = sandbox.view(mounts, WORK)
+        view = SandboxView(sandbox, runtime, workspace, scratch / "grader")
+        work = view.work
+        environment = view.environment(info.get("backend", ""), HOME="/tmp")
         arguments = ["-q", "-p", "no:cacheprovider", "tests", *(["-k", k] if k else [])]
         code = (
             "import os, sys\n"
-            f"sys.path[:0] = [{sandbox.view(mounts, SITE)!r}, {work!r}, {work + '/apps'!r}]\n"
-            f"os.environ.update({json.dumps(_environment(info))})\n"
+            f"sys.path[:0] = [{view.site!r}, {work!r}, {work + '/apps'!r}]\n"
+            f"os.environ.update({json.dumps(environment)})\n"
             "import pytest\n"
             f"raise SystemExit(pytest.main({arguments!r}))\n"
         )
-        python = sandbox.view(mounts, RUNTIME) + "/bin/python3"
         limits = dataclasses.replace(CHECK_LIMITS)
-        result = sandbox.run([python, "-I", "-S", "-B", "-c", code], mounts, limits, cwd=WORK)
+        result = view.run(view.python_argv("-c", code), limits)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(result.output.replace(str(scratch), ""))
@@ -105,10 +95,3 @@ def run_check(hw: str, folder: Path, k: str | None = None, sandbox_kind: str = "
     if ended not in ("finished",) and not ended.startswith("exited early"):
         print(f"autograder check: the test run {ended}", file=sys.stderr)
     return result.returncode if result.returncode is not None else 1
-
-
-def _environment(info: dict) -> dict[str, str]:
-    environment = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "HOME": "/tmp"}
-    if info.get("backend"):
-        environment["NEEDLE_BACKEND"] = info["backend"]
-    return environment

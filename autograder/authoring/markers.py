@@ -30,10 +30,25 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pyparse import parse
+from autograder.engine.paths import REPO_ROOT
+from autograder.engine.pyparse import parse
 
-#: Homework tags in course order; a region's tag must be one of these.
-HOMEWORKS: tuple[str, ...] = ("hw0", "hw1", "hw2", "hw3", "hw4", "hw4_extra")
+
+def course_order(name: str) -> tuple[int, str]:
+    """``hw4`` before ``hw4_extra`` before ``hw5``: the number, then the rest of the name."""
+    match = re.fullmatch(r"hw(\d+)(.*)", name)
+    return (int(match.group(1)), match.group(2)) if match else (10**6, name)
+
+
+def find_homeworks(assignments_dir: Path = REPO_ROOT / "assignments") -> tuple[str, ...]:
+    """Every folder of ``assignments/`` with an ``assignment.toml``, in course order."""
+    names = [path.parent.name for path in assignments_dir.glob("*/assignment.toml")]
+    return tuple(sorted(names, key=course_order))
+
+
+#: Homework tags in course order, derived from ``assignments/*/assignment.toml`` (adding a
+#: homework is adding its folder); a region's tag must be one of these.
+HOMEWORKS: tuple[str, ...] = find_homeworks()
 
 PYTHON_SUFFIXES = frozenset({".py"})
 CPP_SUFFIXES = frozenset({".c", ".cc", ".cpp", ".cxx", ".h", ".hpp", ".cu", ".cuh"})
@@ -179,7 +194,7 @@ def _python_functions(text: str, regions: list[Region], source: str) -> list[Reg
         if (
             body
             and isinstance(body[0], ast.Expr)
-            and isinstance(getattr(body[0], "value", None), ast.Constant)
+            and isinstance(body[0].value, ast.Constant)
             and isinstance(body[0].value.value, str)
         ):
             body = body[1:]  # the docstring stays provided
@@ -195,7 +210,8 @@ def _python_functions(text: str, regions: list[Region], source: str) -> list[Reg
 
 
 def _end_line(node: ast.AST) -> int:
-    return getattr(node, "end_lineno", None) or node.lineno
+    end: int | None = getattr(node, "end_lineno", None)
+    return end or int(getattr(node, "lineno", 0))
 
 
 def _qualname(tree: ast.AST, target: ast.AST) -> str:
@@ -205,7 +221,7 @@ def _qualname(tree: ast.AST, target: ast.AST) -> str:
     def visit(node: ast.AST, trail: list[str]) -> bool:
         for child in ast.iter_child_nodes(node):
             if child is target:
-                path.extend(trail + [child.name])
+                path.extend(trail + [getattr(child, "name", "?")])
                 return True
             if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 if visit(child, trail + [child.name]):
@@ -356,7 +372,7 @@ def scan_file(path: Path, display: str | None = None) -> list[Region]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m autograder.markers [PATH...]``: validate markers and list regions."""
+    """``python -m autograder.authoring.markers [PATH...]``: validate markers and list regions."""
     import argparse
     import sys
 

@@ -12,7 +12,7 @@ metadata), so it depends on the standard library and numpy only.
 
 Example::
 
-    from autograder.probes.kit import probe, randn
+    from autograder.engine.kit import probe, randn
 
     @probe("forward", rtol=1e-5)
     def divide_scalar():
@@ -37,7 +37,8 @@ class ProbeInfo:
     """Metadata of one probe (one graded case).
 
     Attributes:
-        unit: the grading unit (a COURSE.md Appendix A selector such as ``"forward"``).
+        unit: the grading unit, a key of ``[grading.points]`` such as ``"forward"``
+            (docs/course.md#grading-units).
         name: the probe function's name; it names the case in feedback.
         rtol, atol: tolerance for numbers and arrays:
             ``|got - expected| <= atol + rtol * |expected|``.

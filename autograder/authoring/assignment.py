@@ -28,7 +28,7 @@ Schema (every key below; optional ones show their default)::
     [grading]
     probes = "autograder/probes/hw1.py"
 
-    [grading.points]                  # unit → points; unit names are COURSE.md Appendix A's
+    [grading.points]                  # unit → points; unit names: docs/course.md#grading-units
     forward = 10
 
     [grading.selectors]               # unit → pytest -k expression over the public tests
@@ -43,14 +43,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .markers import HOMEWORKS, hw_index
+from autograder.authoring.markers import HOMEWORKS, hw_index
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from autograder.engine.paths import REPO_ROOT
+
 ASSIGNMENTS_DIR = REPO_ROOT / "assignments"
 
 _EARLIER_POLICIES = ("filled", "stubbed")

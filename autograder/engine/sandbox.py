@@ -349,9 +349,12 @@ def run_bounded(
     demux = OutputDemux(record_prefix or b"\x00" * 64, max_record_bytes=limits.answer_bytes)
     exceeded = threading.Event()
 
+    stdout = process.stdout
+    assert stdout is not None  # Popen(stdout=PIPE)
+
     def drain() -> None:
         while True:
-            chunk = process.stdout.read1(65536)
+            chunk = stdout.read1(65536)  # type: ignore[attr-defined]  # a BufferedReader
             if not chunk:
                 demux.finish()
                 return
@@ -420,16 +423,16 @@ def _drop_to_nobody() -> list[str]:
 
 def _system_binds() -> list[list[str]]:
     """Read-only binds of the system (programs and shared libraries), nothing else of /."""
-    args = []
+    args: list[list[str]] = []
     for name in ("usr", "lib", "lib64", "lib32", "bin", "sbin"):
         path = Path("/" + name)
         if path.is_symlink():
             args.append(["--symlink", os.readlink(path), str(path)])
         elif path.is_dir():
             args.append(["--ro-bind", str(path), str(path)])
-    for path in ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d"):
-        if os.path.exists(path):
-            args.append(["--ro-bind", path, path])
+    for extra in ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d"):
+        if os.path.exists(extra):
+            args.append(["--ro-bind", extra, extra])
     return args
 
 
@@ -679,6 +682,7 @@ def local_sandbox(allow_unisolated: bool = True) -> Sandbox:
     """The strongest local sandbox that works on this machine."""
     reasons = []
     bwrap = shutil.which("bwrap")
+    candidate: Sandbox
     if bwrap:
         candidate = BwrapSandbox(bwrap)
         problem = _works(candidate)
@@ -713,7 +717,7 @@ def make_sandbox(kind: str = "local", engine: str | None = None, image: str | No
     if kind == "plain":
         return PlainSandbox("chosen with --sandbox plain")
     if kind in ("container", "docker", "podman"):
-        from autograder.container import ContainerSandbox
+        from autograder.engine.container import ContainerSandbox
 
         return ContainerSandbox(
             engine=engine or (kind if kind != "container" else None), image=image

@@ -125,7 +125,7 @@ class AnswerWriter:
 
 
 def describe_error(exception: BaseException) -> dict:
-    from autograder.probes.kit import error_name
+    from autograder.engine.kit import error_name
 
     frames = [
         [frame.filename, frame.lineno, frame.name]
@@ -144,6 +144,8 @@ def describe_error(exception: BaseException) -> dict:
 
 def load_probe_module(path: str):
     spec = importlib.util.spec_from_file_location("hidden_probes", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -161,7 +163,7 @@ def main(config_path: str) -> None:
     os.chdir(config["cwd"])
 
     writer = AnswerWriter()
-    from autograder.probes.kit import probes_of
+    from autograder.engine.kit import probes_of
 
     module = load_probe_module(config["probe_file"])
     cases = probes_of(module, config["unit"])

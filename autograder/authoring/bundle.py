@@ -1,0 +1,174 @@
+"""Building grading bundles (``autograder.engine.bundle``): the authoring side's one product
+for grading.
+
+``build_bundle(hw)`` renders the homework's blank and reference-filled releases, runs the
+hidden probes on the reference (outside any sandbox: it is our own code), and saves the
+bundle under ``build/autograder/bundles/HW/KEY/``. KEY hashes every input (probes, kit,
+runner, both releases, points, limits, the runtime), so a bundle is rebuilt exactly when
+something it was made from changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from autograder.authoring.assignment import Assignment, AssignmentError, load
+from autograder.authoring.release import ReleaseError, render_release
+from autograder.engine import answers as answer_io
+from autograder.engine.bundle import BundleError, GradingBundle, unit_mismatch
+from autograder.engine.grading import (
+    GRADER_VERSION,
+    RUNNER_PATH,
+    GraderSetupError,
+    ProbeRunner,
+    Scratch,
+    effective_limits,
+)
+from autograder.engine.paths import BUILD_DIR
+from autograder.engine.probes import ProbeModuleError, load_suite
+from autograder.engine.runtime import ensure_runtime
+from autograder.engine.sandbox import SandboxLimits, TrustedRunner, describe_end
+from autograder.engine.workspace import build_workspace, tree_digest, write_tree
+
+
+def bundles_dir(build_dir: Path = BUILD_DIR) -> Path:
+    return Path(build_dir) / "autograder" / "bundles"
+
+
+def build_bundle(
+    hw: str,
+    assignment: Assignment | None = None,
+    build_dir: Path = BUILD_DIR,
+    log: Callable[[str], None] = print,
+) -> GradingBundle:
+    """The grading bundle of ``hw``: loaded from the cache, or built now and saved."""
+    try:
+        assignment = assignment or load(hw)
+        if not assignment.probes:
+            raise GraderSetupError(f"{hw}: assignment.toml names no [grading] probes")
+        probes = assignment.root / assignment.probes
+        if not probes.is_file():
+            raise GraderSetupError(f"{hw}: no probe module {assignment.probes} yet")
+        suite = load_suite(probes)
+        blank = render_release(assignment, fill=False)
+        reference_files = render_release(assignment, fill=True)
+    except (AssignmentError, ReleaseError, ProbeModuleError) as error:
+        raise GraderSetupError(str(error)) from None
+    runtime = ensure_runtime()
+    parts = [
+        GRADER_VERSION,
+        suite.digest,
+        hashlib.sha256(RUNNER_PATH.read_bytes()).hexdigest(),
+        tree_digest(reference_files),
+        tree_digest(blank),
+        assignment.backend,
+        assignment.build,
+        json.dumps(
+            [dict(assignment.points), list(assignment.accept), assignment.max_file_bytes],
+            sort_keys=True,
+        ),
+        runtime.key,
+    ]
+    reference_key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+    folder = bundles_dir(build_dir) / assignment.name / reference_key
+    if folder.is_dir():
+        try:
+            return GradingBundle.load(folder)
+        except BundleError as error:
+            log(f"rebuilding the grading bundle of {assignment.name}: {error}")
+            shutil.rmtree(folder, ignore_errors=True)
+    bundle = GradingBundle(
+        name=assignment.name,
+        points={unit: float(p) for unit, p in assignment.points.items()},
+        accept=tuple(assignment.accept),
+        max_file_bytes=assignment.max_file_bytes,
+        backend=assignment.backend,
+        build=assignment.build,
+        suite=suite,
+        blank=blank,
+        reference_key=reference_key,
+        reference={},
+    )
+    mismatch = unit_mismatch(bundle.name, bundle.points, suite)
+    if mismatch:
+        raise GraderSetupError(mismatch)
+    log(f"computing reference answers for {bundle.name} (saved in its grading bundle)")
+    bundle.reference = reference_answers(bundle, reference_files, log)
+    bundle.save(folder)
+    return bundle
+
+
+def reference_answers(
+    bundle: GradingBundle, reference_files: dict[str, bytes], log: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """The probes' answers on the reference-filled release, unit by unit (trusted run)."""
+    runtime = ensure_runtime()
+    scratch = Scratch()
+    try:
+        workspace = scratch.new("reference") / "work"
+        write_tree(reference_files, workspace)
+        runner = TrustedRunner()
+        limits = SandboxLimits()
+        built, build_log = build_workspace(
+            workspace,
+            runner,
+            runtime,
+            bundle.build,
+            bundle.suite.setting("BUILD"),
+            limits,
+            scratch.new("build"),
+        )
+        if not built:
+            raise GraderSetupError(f"the reference does not compile:\n{build_log[-3000:]}")
+        probes = ProbeRunner(bundle.suite, bundle.backend, runtime, scratch)
+        reference: dict[str, dict[str, Any]] = {}
+        problems = []
+        for unit in bundle.suite.units:
+            unit_limits = effective_limits(limits, bundle.suite, unit, {})
+            parsed, result = probes.run(unit, workspace, runner, unit_limits)
+            for info in bundle.suite.cases[unit]:
+                value = parsed.cases.get(info.name)
+                if value is None:
+                    problems.append(
+                        f"{unit}/{info.name}: no answer ({describe_end(result, unit_limits)})\n"
+                        + result.output[-2000:]
+                    )
+                elif answer_io.is_not_gradable(value):
+                    log(f"{unit}/{info.name}: not gradable here: {value.message}")
+                elif isinstance(value, answer_io.ErrorAnswer):
+                    where = "".join(f"\n    {f}:{n} in {fn}" for f, n, fn in value.frames[-4:])
+                    problems.append(f"{unit}/{info.name}: {value.type}: {value.message}{where}")
+            reference[unit] = parsed.cases
+    finally:
+        scratch.close()
+    if problems:
+        raise GraderSetupError(
+            f"{bundle.name}: the reference fails {len(problems)} probe(s); fix the "
+            "probes or the reference before grading:\n  " + "\n  ".join(problems[:20])
+        )
+    return reference
+
+
+class Homework:
+    """The authoring view of a homework: its grading bundle and the reference-filled release
+    (which never leaves the authoring side). Attributes of the bundle read through."""
+
+    def __init__(self, bundle: GradingBundle, reference: dict[str, bytes]):
+        self.bundle = bundle
+        self.reference = reference  # student path -> bytes of the reference-filled release
+
+    @classmethod
+    def load(cls, hw: str, assignment: Assignment | None = None) -> Homework:
+        try:
+            assignment = assignment or load(hw)
+            reference = render_release(assignment, fill=True)
+        except (AssignmentError, ReleaseError) as error:
+            raise GraderSetupError(str(error)) from None
+        return cls(build_bundle(hw, assignment), reference)
+
+    def __getattr__(self, name: str):
+        return getattr(self.bundle, name)

@@ -1,0 +1,191 @@
+"""The grading bundle: everything grading one homework needs, in one folder with a content key.
+
+The authoring side builds it (``autograder.authoring.bundle``: the release, then a trusted run
+of the probes on the reference-filled release); the engine only loads it. Local grading,
+``check``, coverage and the Gradescope export all use the same bundle, so a grade cannot
+depend on where it was computed::
+
+    BUNDLE/
+      bundle.json            name, points, accepted files, limits, build kind, backend,
+                             reference key, a sha256 per file and the content key
+      probes/HW.py           the hidden probe module
+      blank/...              the student release as shipped (a submission is overlaid on it)
+      reference/answers.json the reference answers (arrays in reference/arrays.npz)
+
+The content key hashes every field and file; ``GradingBundle.load`` recomputes it and refuses
+a bundle whose files do not match (a partial copy, an edited probe, stale answers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autograder.engine import answers as answer_io
+from autograder.engine.probes import ProbeSuite, load_suite
+from autograder.engine.workspace import read_tree, write_tree
+
+BUNDLE_FORMAT = 2
+MANIFEST = "bundle.json"
+
+
+class BundleError(ValueError):
+    """A bundle folder that is missing, incomplete or altered; the message says which."""
+
+
+@dataclasses.dataclass
+class GradingBundle:
+    """One homework, ready to grade: points, accepted files, probes, blank release, answers."""
+
+    name: str
+    points: dict[str, float]
+    accept: tuple[str, ...]
+    max_file_bytes: int
+    backend: str
+    build: str  # "none", "ext" (one pybind11 module per src/*.cpp) or "cmake"
+    suite: ProbeSuite
+    blank: dict[str, bytes]  # student path -> bytes of the release as shipped
+    reference_key: str  # what the reference answers were computed from
+    reference: dict[str, dict[str, Any]]  # unit -> case -> answer
+    key: str = ""  # the content key (set by save/load)
+    root: Path | None = None
+
+    @property
+    def max_score(self) -> float:
+        return float(sum(self.points.values()))
+
+    def check(self) -> None:
+        """Every unit with points has probes and every probed unit has points."""
+        mismatch = unit_mismatch(self.name, self.points, self.suite)
+        if mismatch:
+            raise BundleError(mismatch)
+        unanswered = [u for u in self.points if u not in self.reference]
+        if unanswered:
+            raise BundleError(f"{self.name}: no reference answers for {unanswered}")
+
+    # -- on disk ----------------------------------------------------------------------------
+
+    def _meta(self) -> dict:
+        return {
+            "format": BUNDLE_FORMAT,
+            "name": self.name,
+            "points": [[unit, points] for unit, points in self.points.items()],  # in order
+            "accept": list(self.accept),
+            "max_file_bytes": self.max_file_bytes,
+            "backend": self.backend,
+            "build": self.build,
+            "reference_key": self.reference_key,
+            "probes_sha256": self.suite.digest,
+        }
+
+    def files(self) -> dict[str, bytes]:
+        """The bundle's files (besides the manifest), by path inside the bundle."""
+        arrays: dict[str, np.ndarray] = {}
+        stored = {
+            unit: {case: answer_io.to_storable(value, arrays) for case, value in cases.items()}
+            for unit, cases in self.reference.items()
+        }
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub: names -> arrays
+        files = {f"probes/{self.name}.py": self.suite.source.encode("utf-8")}
+        files.update({f"blank/{path}": data for path, data in self.blank.items()})
+        files["reference/answers.json"] = json.dumps(stored, sort_keys=True).encode()
+        files["reference/arrays.npz"] = buffer.getvalue()
+        return files
+
+    def save(self, folder: Path) -> Path:
+        """Write the bundle to ``folder`` (replaced atomically); returns the folder."""
+        folder = Path(folder)
+        files = self.files()
+        meta = self._meta()
+        meta["files"] = {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
+        meta["key"] = content_key(meta)
+        staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}-{id(self)}")
+        shutil.rmtree(staging, ignore_errors=True)
+        write_tree(files, staging)
+        (staging / MANIFEST).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        os.chmod(staging / MANIFEST, 0o644)
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(folder)
+        self.key, self.root = meta["key"], folder
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> GradingBundle:
+        """The bundle in ``folder``, after checking every file against its manifest."""
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / MANIFEST).read_text())
+        except (OSError, ValueError) as error:
+            raise BundleError(f"{folder}: no readable {MANIFEST} ({error})") from None
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{folder}: bundle format {meta.get('format')!r} is not supported")
+        if content_key(meta) != meta.get("key"):
+            raise BundleError(f"{folder}: the manifest does not match its content key")
+        files = read_tree(folder)
+        files.pop(MANIFEST, None)
+        listed = meta["files"]
+        if set(files) != set(listed):
+            odd = sorted(set(files) ^ set(listed))[:5]
+            raise BundleError(f"{folder}: files differ from the manifest: {odd}")
+        for path, data in files.items():
+            if hashlib.sha256(data).hexdigest() != listed[path]:
+                raise BundleError(f"{folder}: {path} was changed after the bundle was built")
+        stored = json.loads(files["reference/answers.json"])
+        with np.load(io.BytesIO(files["reference/arrays.npz"]), allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        reference = {
+            unit: {case: answer_io.from_storable(value, arrays) for case, value in cases.items()}
+            for unit, cases in stored.items()
+        }
+        blank = {p[len("blank/") :]: d for p, d in files.items() if p.startswith("blank/")}
+        bundle = cls(
+            name=meta["name"],
+            points={unit: float(points) for unit, points in meta["points"]},
+            accept=tuple(meta["accept"]),
+            max_file_bytes=int(meta["max_file_bytes"]),
+            backend=meta["backend"],
+            build=meta["build"],
+            suite=load_suite(folder / "probes" / f"{meta['name']}.py"),
+            blank=blank,
+            reference_key=meta["reference_key"],
+            reference=reference,
+            key=meta["key"],
+            root=folder,
+        )
+        if bundle.suite.digest != meta["probes_sha256"]:
+            raise BundleError(
+                f"{folder}: the probe kit of this engine differs from the one the bundle was "
+                "built with; rebuild the bundle"
+            )
+        bundle.check()
+        return bundle
+
+
+def unit_mismatch(name: str, points: dict[str, float], suite: ProbeSuite) -> str | None:
+    """What is wrong when the graded units and the probed units differ (None: nothing)."""
+    missing = [u for u in points if u not in suite.units]
+    extra = [u for u in suite.units if u not in points]
+    if not (missing or extra):
+        return None
+    return (
+        f"{name}: units with points but no probes: {missing or 'none'}; "
+        f"probes of units without points: {extra or 'none'}"
+    )
+
+
+def content_key(meta: dict) -> str:
+    """The hash of a manifest's fields and file hashes (everything but the key itself)."""
+    fields = {name: value for name, value in meta.items() if name != "key"}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]

@@ -1,0 +1,323 @@
+"""Grading one submission: run a homework's hidden probes on it in a sandbox, score the answers.
+
+1. read its accepted files (``submission.load_submission``) and overlay them on the blank
+   release of the grading bundle: the *workspace* (the reference is never part of it);
+2. compile its C++/CUDA inside the sandbox when the homework has native code (a compile
+   error becomes feedback, the probes still run);
+3. for each grading unit, start a fresh sandboxed process (``runner.py``) that sees the
+   workspace read-only, the runtime, the runner and the probes of that unit only
+   (``ProbeRunner``);
+4. parse its answers as plain data and compare them, here, with the bundle's reference
+   answers (``scoring``);
+5. write Gradescope's ``results.json`` and ``feedback.txt`` (``results``).
+
+Only this process writes scores. Whatever the submission prints, exits with, patches or writes
+is never read, except the answers, which are data. Batches are in ``batch``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from autograder.engine import answers as answer_io
+from autograder.engine import results as results_io
+from autograder.engine.bundle import GradingBundle
+from autograder.engine.paths import ENGINE_DIR, REPO_ROOT
+from autograder.engine.probes import KIT_PATH, ProbeSuite
+from autograder.engine.runner import RECORD_PREFIX
+from autograder.engine.runtime import Runtime, ensure_runtime
+from autograder.engine.sandbox import RunResult, Sandbox, SandboxLimits, describe_end
+from autograder.engine.scoring import score_unit
+from autograder.engine.submission import Submission, SubmissionError, load_submission
+from autograder.engine.workspace import SandboxView, build_workspace, write_tree
+
+GRADER_VERSION = results_io.GRADER_VERSION
+RUNNER_PATH = ENGINE_DIR / "runner.py"
+
+
+class SandboxFailure(RuntimeError):
+    """The sandbox could not run the probe runner at all (never the submission's fault)."""
+
+
+class GraderSetupError(RuntimeError):
+    """The homework cannot be graded at all (missing probes, a probe that fails on the
+    reference...): an instructor's problem, reported before any submission is touched."""
+
+
+def unreachable_ancestor(path: Path) -> Path | None:
+    """The first folder on the way to ``path`` that other users cannot traverse, if any."""
+    for folder in [*reversed(Path(path).parents), Path(path)]:
+        if not os.stat(folder).st_mode & 0o001:
+            return folder
+    return None
+
+
+class Scratch:
+    """A private scratch folder with numbered sub-folders (thread-safe)."""
+
+    def __init__(self, parent: Path | None = None):
+        self.root = Path(tempfile.mkdtemp(prefix="needle-grader-", dir=parent))
+        os.chmod(self.root, 0o755)
+        self._counter = 0
+        self._lock = threading.Lock()
+
+    def new(self, label: str) -> Path:
+        with self._lock:
+            self._counter += 1
+            number = self._counter
+        path = self.root / f"{number:05d}-{label}"
+        path.mkdir()
+        os.chmod(path, 0o755)
+        return path
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class ProbeRunner:
+    """Runs one unit's probes on a workspace in a sandbox and parses what came out."""
+
+    def __init__(self, suite: ProbeSuite, backend: str, runtime: Runtime, scratch: Scratch):
+        self.suite, self.backend, self.runtime, self.scratch = suite, backend, runtime, scratch
+
+    def run(
+        self, unit: str, workspace: Path, sandbox: Sandbox, limits: SandboxLimits
+    ) -> tuple[answer_io.UnitAnswers, RunResult]:
+        scratch = self.scratch.new(unit)
+        grader_dir = scratch / "grader"
+        _stage_probe_kit(grader_dir / "lib")
+        shutil.copyfile(RUNNER_PATH, grader_dir / "runner.py")
+        (grader_dir / "probes.py").write_text(self.suite.unit_source(unit), encoding="utf-8")
+        view = SandboxView(sandbox, self.runtime, workspace, grader_dir)
+        search = [f"{view.work}/{p}".rstrip("/") for p in self.suite.search_path()]
+        config = {
+            "unit": unit,
+            "probe_file": view.grader + "/probes.py",
+            "sys_path": [view.site, *search, view.grader + "/lib"],
+            "env": view.environment(self.backend),
+            "limits": sandbox.rlimits(limits),
+            "cwd": view.work,
+        }
+        (grader_dir / "config.json").write_text(json.dumps(config, indent=1))
+        write_tree({}, grader_dir)  # permissions for the sandbox user
+        argv = view.python_argv(view.grader + "/runner.py", view.grader + "/config.json")
+        result = view.run(argv, limits, record_prefix=RECORD_PREFIX)
+        expected = [info.name for info in self.suite.cases[unit]]
+        parsed = answer_io.read_answers(result.records, expected)
+        result.records = []  # parsed; free the memory
+        shutil.rmtree(scratch, ignore_errors=True)
+        return parsed, result
+
+
+def _stage_probe_kit(lib: Path) -> None:
+    """``lib/autograder/engine/kit.py``: the only part of the engine a probe imports."""
+    kit_dir = lib / "autograder" / "engine"
+    kit_dir.mkdir(parents=True)
+    (lib / "autograder" / "__init__.py").write_text("")
+    (kit_dir / "__init__.py").write_text("")
+    shutil.copyfile(KIT_PATH, kit_dir / "kit.py")
+
+
+def effective_limits(
+    base: SandboxLimits, suite: ProbeSuite, unit: str, overrides: dict
+) -> SandboxLimits:
+    """A unit's limits: the defaults, the probe module's LIMITS, then the person grading's."""
+    merged = {**suite.limits(unit), **overrides}
+    return dataclasses.replace(base, **merged) if merged else base
+
+
+class Grader:
+    """Grades submissions of one homework (a grading bundle) with one sandbox backend."""
+
+    def __init__(
+        self,
+        bundle: GradingBundle,
+        sandbox: Sandbox,
+        *,
+        limits: SandboxLimits | None = None,
+        limit_overrides: dict | None = None,
+        scratch_dir: Path | None = None,
+        log: Callable[[str], None] | None = None,
+    ):
+        bundle.check()
+        self.bundle = bundle
+        self.sandbox = sandbox
+        # Limits set by the person grading (--timeout...) win over a probe module's LIMITS.
+        self.limit_overrides = dict(limit_overrides or {})
+        self.limits = dataclasses.replace(limits or SandboxLimits(), **self.limit_overrides)
+        self.log = log or (lambda message: print(message, file=sys.stderr))
+        # The runtime lives in the build folder ($NEEDLE_BUILD_DIR), which the sandbox user
+        # must be able to reach.
+        self.runtime: Runtime = ensure_runtime()
+        unreachable = unreachable_ancestor(self.runtime.root)
+        if unreachable and getattr(sandbox, "writer_uid", None) is not None:
+            raise GraderSetupError(
+                f"the sandbox user cannot reach the runtime {self.runtime.root}: {unreachable} "
+                "is not searchable by others; set NEEDLE_BUILD_DIR to a folder that is"
+            )
+        self.scratch = Scratch(scratch_dir)
+        self.probes = ProbeRunner(bundle.suite, bundle.backend, self.runtime, self.scratch)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @property
+    def homework(self) -> GradingBundle:  # the name the CLI and the report use
+        return self.bundle
+
+    @property
+    def reference_key(self) -> str:
+        return self.bundle.reference_key
+
+    def close(self) -> None:
+        self.scratch.close()
+
+    def __enter__(self) -> Grader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def unit_limits(self, unit: str) -> SandboxLimits:
+        return effective_limits(self.limits, self.bundle.suite, unit, self.limit_overrides)
+
+    def build(self, workspace: Path, sandbox: Sandbox) -> tuple[bool, str]:
+        """Compile the workspace's native code in ``sandbox``: (succeeded, log)."""
+        return build_workspace(
+            workspace,
+            sandbox,
+            self.runtime,
+            self.bundle.build,
+            self.bundle.suite.setting("BUILD"),
+            self.limits,
+            self.scratch.new("build"),
+        )
+
+    def run_unit(
+        self, unit: str, workspace: Path, sandbox: Sandbox
+    ) -> tuple[answer_io.UnitAnswers, RunResult, SandboxLimits]:
+        limits = self.unit_limits(unit)
+        parsed, result = self.probes.run(unit, workspace, sandbox, limits)
+        return parsed, result, limits
+
+    # -- one submission ----------------------------------------------------------------------
+
+    def load(self, path: Path) -> Submission:
+        bundle = self.bundle
+        return load_submission(
+            path, bundle.name, bundle.accept, bundle.max_file_bytes, set(bundle.blank)
+        )
+
+    def fingerprint(self, submission: Submission) -> str:
+        parts = [
+            GRADER_VERSION,
+            submission.sha256,
+            self.bundle.key or self.bundle.reference_key,
+            self.sandbox.kind,
+            repr(self.limits),
+        ]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+    def ungradable(self, name: str, reason: str, start: float) -> dict:
+        return results_io.ungradable(self, name, reason, start)
+
+    def grade(self, path: str | Path, out_dir: Path | None = None, name: str | None = None):
+        """Grade the submission at ``path``; return (and write under ``out_dir/name``) its
+        Gradescope results. Never raises because of the submission."""
+        from autograder.engine.batch import safe_name
+
+        start = time.monotonic()
+        path = Path(path)
+        name = name or safe_name(path.name)
+        write = functools.partial(results_io.write_results, out_dir=out_dir, name=name)
+        try:
+            submission = self.load(path)
+        except SubmissionError as error:
+            return write(self.ungradable(name, f"could not be graded: {error}", start))
+        except Exception as error:  # a reader bug must not take the batch down
+            detail = traceback.format_exc()
+            results = self.ungradable(name, f"could not be graded: {type(error).__name__}", start)
+            results["extra_data"]["grader_error"] = detail[-4000:]
+            return write(results)
+        try:
+            results = self._grade_workspace(submission, name, start)
+        except SandboxFailure as error:
+            self.log(f"{name}: the sandbox failed: {error}")
+            results = self.ungradable(
+                name,
+                "could not be graded: the sandbox failed to run the probes (not a problem "
+                "with your submission; your instructor can see the details)",
+                start,
+            )
+            results["extra_data"]["grader_error"] = str(error)[-4000:]
+        except Exception as error:
+            detail = traceback.format_exc()
+            self.log(f"{name}: internal grader error: {detail}")
+            results = self.ungradable(
+                name, f"could not be graded: internal grader error ({type(error).__name__})", start
+            )
+            results["extra_data"]["grader_error"] = detail[-4000:]
+        return write(results)
+
+    def _grade_workspace(self, submission: Submission, name: str, start: float) -> dict:
+        bundle = self.bundle
+        scratch = self.scratch.new("submission")
+        workspace = scratch / "work"
+        try:
+            write_tree(bundle.blank, workspace)
+            write_tree(submission.files, workspace)
+            built, build_log = True, ""
+            if bundle.build != "none" or bundle.suite.setting("BUILD"):
+                built, build_log = self.build(workspace, self.sandbox)
+            probe_lines = {
+                line.strip() for line in bundle.suite.source.splitlines() if len(line.strip()) >= 16
+            }
+            host_paths = [self.scratch.root, workspace, REPO_ROOT, self.runtime.root]
+            if bundle.root is not None:
+                host_paths.append(bundle.root)
+            scrub = results_io.Scrubber(host_paths, probe_lines)
+            explain = functools.partial(results_io.explain_error, workspace, self.sandbox, scrub)
+            outcomes = []
+            for unit in bundle.suite.units:
+                parsed, result, limits = self.run_unit(unit, workspace, self.sandbox)
+                if not parsed.started:
+                    # The runner announces itself before any student code is imported, so
+                    # silence means the sandbox or the runtime failed, not the submission.
+                    raise SandboxFailure(
+                        f"{unit}: {describe_end(result, limits)}\n{result.output[-3000:]}"
+                    )
+                outcome = score_unit(
+                    bundle.suite,
+                    bundle.reference[unit],
+                    bundle.points[unit],
+                    unit,
+                    parsed,
+                    result,
+                    limits,
+                    explain,
+                )
+                outcome.output_tail = scrub(outcome.output_tail, limit=2000)
+                outcomes.append(outcome)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return results_io.graded(self, name, submission, outcomes, start, built, build_log, scrub)
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def grade_batch(
+        self, paths, out_dir: Path, jobs: int = 1, resume: bool = True, progress: bool = True
+    ) -> list[dict]:
+        from autograder.engine.batch import grade_batch
+
+        return grade_batch(self, paths, out_dir, jobs=jobs, resume=resume, progress=progress)

@@ -1,0 +1,81 @@
+"""Scoring: compare a unit's answers with the reference answers, case by case.
+
+A case passes when its answer matches the reference within the probe's tolerance; a unit
+scores its points times the weighted share of its passing cases. Nothing else counts: not
+the exit status, not what was printed, not how the process ended.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from autograder.engine import answers as answer_io
+from autograder.engine.probes import ProbeSuite
+from autograder.engine.sandbox import RunResult, SandboxLimits, describe_end
+
+
+@dataclasses.dataclass
+class CaseOutcome:
+    name: str
+    weight: float
+    passed: bool
+    explanation: str = ""
+
+
+@dataclasses.dataclass
+class UnitOutcome:
+    unit: str
+    points: float
+    cases: list[CaseOutcome]
+    ended: str  # how the sandboxed run ended ("finished", "stopped: CPU time limit ...")
+    wall_s: float
+    output_tail: str = ""
+
+    @property
+    def score(self) -> float:
+        total = sum(c.weight for c in self.cases)
+        passed = sum(c.weight for c in self.cases if c.passed)
+        return round(self.points * passed / total, 4) if total else 0.0
+
+
+def score_unit(
+    suite: ProbeSuite,
+    reference: dict[str, Any],
+    points: float,
+    unit: str,
+    parsed: answer_io.UnitAnswers,
+    result: RunResult,
+    limits: SandboxLimits,
+    explain_error: Callable[[answer_io.ErrorAnswer], str],
+) -> UnitOutcome:
+    """The outcome of ``unit``: each of its cases against ``reference`` (case -> answer)."""
+    ended = describe_end(result, limits)
+    cases = []
+    for info in suite.cases[unit]:
+        expected = reference[info.name]
+        got = parsed.cases.get(info.name)
+        tolerance = answer_io.Tolerance(info.rtol, info.atol, info.check_dtype)
+        if answer_io.is_not_gradable(expected):  # never a pass, whatever was answered
+            reason = f"not graded on this machine: {expected.message[:300]}"
+            cases.append(CaseOutcome(info.name, info.weight, False, reason))
+            continue
+        if got is None:
+            why = ended
+            if ended == "finished":  # status 0, yet the runner did not finish
+                why = (
+                    "the probe process exited early with status 0 (does the code call "
+                    "exit() or sys.exit()?)"
+                )
+            cases.append(CaseOutcome(info.name, info.weight, False, f"no answer: {why}"))
+            continue
+        problem = answer_io.compare(expected, got, tolerance)
+        if problem is None:
+            cases.append(CaseOutcome(info.name, info.weight, True))
+        elif isinstance(got, answer_io.ErrorAnswer) and not isinstance(
+            expected, answer_io.ErrorAnswer
+        ):
+            cases.append(CaseOutcome(info.name, info.weight, False, explain_error(got)))
+        else:
+            cases.append(CaseOutcome(info.name, info.weight, False, problem))
+    return UnitOutcome(unit, points, cases, ended, result.wall_s, result.output[-2000:])
