@@ -76,7 +76,11 @@ class Mutant:
 def gpu_present() -> bool:
     """True when the installed needle has a CUDA backend that sees a GPU."""
     try:
-        from needle.backend_ndarray import ndarray_backend_cuda
+        import importlib
+
+        ndarray_backend_cuda = importlib.import_module(
+            "needle.backend_ndarray.ndarray_backend_cuda"
+        )
     except ImportError:
         return False
     try:

@@ -376,7 +376,7 @@ def random_crop_seeded():
     return results
 
 
-def _mnist_files(count, seed):
+def _mnist_files(count: int, seed: int) -> tuple[str, str]:
     import gzip
     import struct
 

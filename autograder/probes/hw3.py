@@ -102,7 +102,7 @@ def _layout(numpy_view, numpy_base):
 @probe("ndarray_python_ops")
 def python_reshape():
     device = _device("cpu_numpy")
-    answers = []
+    answers: list = []
     for shape, new_shape in [
         ((6, 10), (3, 20)),
         ((2, 3, 10), (5, 12)),
@@ -126,7 +126,7 @@ def python_reshape_errors():
 @probe("ndarray_python_ops")
 def python_permute():
     device = _device("cpu_numpy")
-    answers = []
+    answers: list = []
     for shape, axes in [
         ((5, 3), (1, 0)),
         ((2, 5, 3), (1, 2, 0)),
@@ -141,7 +141,7 @@ def python_permute():
 @probe("ndarray_python_ops")
 def python_broadcast_to():
     device = _device("cpu_numpy")
-    answers = []
+    answers: list = []
     for shape, new_shape in [
         ((3, 1), (3, 5)),
         ((1, 4, 1), (6, 4, 2)),
@@ -156,7 +156,7 @@ def python_broadcast_to():
 @probe("ndarray_python_ops")
 def python_getitem():
     device = _device("cpu_numpy")
-    answers = []
+    answers: list = []
     for shape, index in [
         ((9, 7), (slice(2, 8), slice(1, 6, 2))),
         ((9, 7), (4, slice(None))),
@@ -208,7 +208,7 @@ def _compact_probe(device_name):
     from needle import backend_ndarray as nd
 
     device = _device(device_name)
-    answers = []
+    answers: list = []
     for number, (shape, make_view) in enumerate(COMPACT_VIEWS):
         data = randint(*shape, seed=350 + number, low=-50, high=50).astype(np.float32)
         expected = make_view(data)
@@ -233,7 +233,7 @@ SETITEM_VIEWS = [
 
 def _setitem_probe(device_name, scalar):
     device = _device(device_name)
-    answers = []
+    answers: list = []
     for number, (shape, make_view) in enumerate(SETITEM_VIEWS):
         data = randint(*shape, seed=370 + number, low=-50, high=50).astype(np.float32)
         region = make_view(data)
@@ -304,7 +304,7 @@ REDUCTIONS = [(7, 1), (5, 9), (640, 3), (12, 37), (4, 333), (3, 25_001), (1, 70_
 
 def _reduce_probe(device_name, kernel):
     device = _device(device_name)
-    answers = []
+    answers: list = []
     for number, (outputs, reduce_size) in enumerate(REDUCTIONS):
         data = randint(outputs * reduce_size, seed=400 + number, low=-100, high=100)
         a = _array(data.astype("float32"), device)
@@ -321,7 +321,7 @@ MATMULS = [(1, 1, 1), (2, 7, 3), (9, 1, 9), (31, 33, 35), (64, 8, 96), (130, 270
 
 def _matmul_probe(device_name, sizes):
     device = _device(device_name)
-    answers = []
+    answers: list = []
     for number, (m, n, p) in enumerate(sizes):
         a = _array(randint(m, n, seed=420 + number, low=-4, high=5).astype("float32"), device)
         b = _array(randint(n, p, seed=440 + number, low=-4, high=5).astype("float32"), device)
@@ -379,7 +379,7 @@ def cpu_matmul_tiled():
         rows, cols = matrix.shape
         return matrix.reshape(rows // tile, tile, cols // tile, tile).transpose(0, 2, 1, 3).copy()
 
-    answers = []
+    answers: list = []
     for number, (m, n, p) in enumerate(
         [(tile, 2 * tile, 3 * tile), (6 * tile, 4 * tile, 5 * tile)]
     ):
