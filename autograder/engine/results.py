@@ -27,10 +27,26 @@ GRADER_VERSION = "1.0"
 MAX_FEEDBACK_CHARS = 6000
 
 
-class Scrubber:
-    """Makes text from the sandbox safe to show: host paths and hidden-probe lines removed."""
+PROBE_WINDOW = 20  # any run of this many characters of the probe source is hidden
+UNIT_TEXT_BUDGET = 2000  # student-controlled characters per unit (docs/feedback-policy.md)
+SUBMISSION_TEXT_BUDGET = 8000  # ... and per submission, notes and build log included
+NOTES_BUDGET = 1000
+OMITTED = "(details omitted: this submission's feedback limit was reached)"
 
-    def __init__(self, paths: list[Path], probe_lines: set[str]):
+
+def probe_lines(suite) -> set[str]:
+    """The lines of a probe module as the grader holds it AND as each unit's sandbox sees it
+    (``unit_source`` re-renders the module with ast.unparse, so its lines differ)."""
+    texts = [suite.source] + [suite.unit_source(unit) for unit in suite.units]
+    return {line.strip() for text in texts for line in text.splitlines() if line.strip()}
+
+
+class Scrubber:
+    """Makes text from the sandbox safe to show: control characters and terminal escapes
+    removed, host paths replaced, and every run of ``PROBE_WINDOW`` characters that also
+    occurs in a line of the hidden probe module (either rendering) replaced."""
+
+    def __init__(self, paths: list[Path], probe_lines: set[str], window: int = PROBE_WINDOW):
         self.replacements = [(str(p), "") for p in sorted(paths, key=lambda p: -len(str(p)))]
         self.replacements += [
             (WORK + "/", ""),
@@ -38,35 +54,79 @@ class Scrubber:
             (RUNTIME, "<python>"),
             (SITE, "<site>"),
         ]
-        self.probe_lines = sorted(probe_lines, key=len, reverse=True)
+        self.window = window
+        self.windows = {
+            line[i : i + window]
+            for line in probe_lines
+            for i in range(len(line) - window + 1)
+            if line[i : i + window].strip()
+        }
+
+    def redact(self, text: str) -> str:
+        size = self.window
+        if len(text) < size or not self.windows:
+            return text
+        hidden = [False] * len(text)
+        for start in range(len(text) - size + 1):
+            if text[start : start + size] in self.windows:
+                hidden[start : start + size] = [True] * size
+        if not any(hidden):
+            return text
+        pieces, index = [], 0
+        while index < len(text):
+            if hidden[index]:
+                while index < len(text) and hidden[index]:
+                    index += 1
+                pieces.append("[hidden probe code]")
+            else:
+                pieces.append(text[index])
+                index += 1
+        return "".join(pieces)
 
     def __call__(self, text: str, limit: int = 500) -> str:
+        text = answer_io.safe_text(text, max(limit * 4, 4000))  # bounded work from here on
         for old, new in self.replacements:
             text = text.replace(old, new)
-        for line in self.probe_lines:
-            if line in text:
-                text = text.replace(line, "[hidden probe code]")
+        text = self.redact(text)
         if len(text) > limit:
-            text = text[: limit - 20] + " [... cut ...]"
+            text = text[: max(0, limit - 20)] + " [... cut ...]"
         return text
 
 
 def explain_error(
     workspace: Path, sandbox: Sandbox, scrub: Scrubber, error: answer_io.ErrorAnswer
 ) -> str:
-    """'raised X: message', and where in the student's files it happened."""
+    """'raised X: message', and where in the student's files it happened.
+
+    Only what the policy allows (docs/feedback-policy.md): the exception's type name (a
+    dotted identifier, checked when parsed), its scrubbed message, and the innermost frame
+    that is a real file of the workspace (a code object's file name is student-chosen text:
+    ``compile(..., filename=ANYTHING)``), with that file's own line."""
     message = scrub(error.message.strip(), limit=300)
-    text = f"raised {error.type}" + (f": {message}" if message else "")
+    kind = scrub(answer_io.safe_type_name(error.type), limit=120)
+    text = f"raised {kind}" + (f": {message}" if message else "")
     work_prefix = WORK + "/" if sandbox.remaps_paths else str(workspace) + "/"
     for filename, line, function in reversed(error.frames):
         if not filename.startswith(work_prefix):
             continue
         relative = filename[len(work_prefix) :]
+        if not _is_workspace_file(workspace, relative):
+            continue
         source = _source_line(workspace, relative, line)
-        location = f"{relative}, line {line}, in {scrub(function, 80)}"
+        location = f"{scrub(relative, 160)}, line {line}, in {scrub(function, 80)}"
         text += f"\n      at {location}" + (f": {scrub(source, 160)}" if source else "")
         break
     return text
+
+
+def _is_workspace_file(workspace: Path, relative: str) -> bool:
+    if not relative or len(relative) > 240 or "\n" in relative or relative.startswith("/"):
+        return False
+    try:
+        path = (workspace / relative).resolve()
+        return path.is_relative_to(workspace.resolve()) and path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _source_line(workspace: Path, relative: str, line: int) -> str:
@@ -77,6 +137,28 @@ def _source_line(workspace: Path, relative: str, line: int) -> str:
         return ""
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     return lines[line - 1].strip() if 0 < line <= len(lines) else ""
+
+
+def bound_feedback(outcomes: list[UnitOutcome], scrub: Scrubber, budget: int) -> int:
+    """Scrub every case explanation and hold the student-controlled ones (error messages,
+    the student's own strings) to UNIT_TEXT_BUDGET per unit and ``budget`` in all; returns
+    what is left of ``budget``."""
+    for outcome in outcomes:
+        room = min(UNIT_TEXT_BUDGET, budget)
+        for case in outcome.cases:
+            if not case.explanation:
+                continue
+            text = case.explanation
+            if case.student_text:  # grader-made text (shapes, tolerances) is left as is
+                text = scrub(text, limit=600)
+                if len(text) > room:
+                    text = OMITTED
+                else:
+                    room -= len(text)
+                    budget -= len(text)
+            case.explanation = text
+        outcome.output_tail = scrub(outcome.output_tail, limit=2000)
+    return budget
 
 
 def unit_feedback(outcome: UnitOutcome) -> str:
@@ -111,7 +193,12 @@ def readable_feedback(results: dict) -> str:
         lines.append(f"== {test['name']}: {test['score']:g} / {test['max_score']:g}")
         lines.append(test.get("output", ""))
         lines.append("")
-    return "\n".join(lines)
+    return _strip_controls("\n".join(lines))
+
+
+def _strip_controls(text: str) -> str:
+    """The last line of defence for feedback.txt: no terminal control sequence at all."""
+    return answer_io.safe_text(text, max(len(text), 1))
 
 
 # --- the documents ---------------------------------------------------------------------------
@@ -153,6 +240,7 @@ def _banner(sandbox: Sandbox) -> list[str]:
 def ungradable(grader: Grader, name: str, reason: str, start: float) -> dict:
     """Results for a submission that could not be graded: every unit 0, the reason shown."""
     bundle = grader.bundle
+    reason = answer_io.safe_text(reason, NOTES_BUDGET)
     tests = []
     for number, (unit, points) in enumerate(bundle.points.items(), start=1):
         tests.append(
@@ -193,6 +281,15 @@ def graded(
     scrub: Scrubber,
 ) -> dict:
     """Results for a graded submission: one test per unit with its per-check feedback."""
+    budget = SUBMISSION_TEXT_BUDGET
+    notes = [answer_io.safe_text(note, NOTES_BUDGET) for note in submission.notes]
+    notes_text = answer_io.safe_text("\n".join(notes), NOTES_BUDGET)
+    budget -= len(notes_text)
+    log = ""
+    if not built:
+        log = scrub(build_log[-4000:], limit=max(200, min(4000, budget - 2000)))
+        budget -= len(log)
+    bound_feedback(outcomes, scrub, budget)
     tests: list[dict[str, Any]] = []
     for number, outcome in enumerate(outcomes, start=1):
         tests.append(
@@ -216,9 +313,8 @@ def graded(
         )
     lines = _banner(grader.sandbox)
     if not built:
-        lines += ["Your C++ code did not compile (the probes ran anyway):", ""]
-        lines += [scrub(build_log[-4000:], limit=4000), ""]
-    lines += submission.notes
+        lines += ["Your C++ code did not compile (the probes ran anyway):", "", log, ""]
+    lines += [notes_text] if notes_text else []
     extra = _extra(grader, name)
     extra.update(
         gradable=True,

@@ -21,6 +21,7 @@ class CaseOutcome:
     weight: float
     passed: bool
     explanation: str = ""
+    student_text: bool = False  # the explanation quotes text the submission chose
 
 
 @dataclasses.dataclass
@@ -69,13 +70,23 @@ def score_unit(
                 )
             cases.append(CaseOutcome(info.name, info.weight, False, f"no answer: {why}"))
             continue
+        cases.append(_judge(info, expected, got, tolerance, explain_error))
+    return UnitOutcome(unit, points, cases, ended, result.wall_s, result.output[-2000:])
+
+
+def _judge(info, expected: Any, got: Any, tolerance, explain_error) -> CaseOutcome:
+    """One case. Whatever the answer holds, this never raises: an answer that cannot be
+    compared or explained is an invalid answer for this case, not an internal error."""
+    try:
         problem = answer_io.compare(expected, got, tolerance)
         if problem is None:
-            cases.append(CaseOutcome(info.name, info.weight, True))
-        elif isinstance(got, answer_io.ErrorAnswer) and not isinstance(
+            return CaseOutcome(info.name, info.weight, True)
+        quoted = answer_io.kind_of(got) in ("str", "dict", "list", "error")
+        if isinstance(got, answer_io.ErrorAnswer) and not isinstance(
             expected, answer_io.ErrorAnswer
         ):
-            cases.append(CaseOutcome(info.name, info.weight, False, explain_error(got)))
-        else:
-            cases.append(CaseOutcome(info.name, info.weight, False, problem))
-    return UnitOutcome(unit, points, cases, ended, result.wall_s, result.output[-2000:])
+            problem = explain_error(got)
+        return CaseOutcome(info.name, info.weight, False, problem, student_text=quoted)
+    except Exception as error:  # noqa: BLE001 - a bad answer must not stop the grading
+        kind = type(error).__name__
+        return CaseOutcome(info.name, info.weight, False, f"invalid answer ({kind})")

@@ -40,11 +40,16 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from autograder.engine.answers import element_bound, safe_name
+
 MAX_ENTRIES = 5_000
 MAX_TOTAL_BYTES = 50 * 1024 * 1024  # everything an archive may expand to
 MAX_ARCHIVE_BYTES = 50 * 1024 * 1024  # the archive file itself
 MAX_RATIO = 100  # zip: uncompressed / compressed, for entries above 1 MiB
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+MAX_NOTEBOOK_ELEMENTS = 1_000_000  # JSON values (json.loads costs ~60 bytes each)
+MAX_NAME_CHARS = 160  # a member or file name as the grader keeps and shows it
+MAX_METADATA_BYTES = 100_000  # .assignment.json
 IGNORED_NAMES = {"__pycache__", ".ipynb_checkpoints", ".git", ".DS_Store", "__MACOSX"}
 NOTEBOOK_TAG = "submission:"
 
@@ -70,16 +75,23 @@ class Submission:
         return digest.hexdigest()
 
 
+def shown(name: str) -> str:
+    """A student-chosen name as the grader may store and show it: one line, no control
+    characters, at most MAX_NAME_CHARS (cut ONCE, here, where it enters)."""
+    return safe_name(name, MAX_NAME_CHARS)
+
+
 def _clean_member_name(raw: str) -> str:
-    """A safe relative POSIX path for an archive entry, or SubmissionError."""
+    """A safe relative POSIX path for an archive entry, or SubmissionError. Names longer
+    than any accepted path are kept only as shown(); they can never be accepted."""
     name = raw.replace("\\", "/")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise SubmissionError(f"the archive contains an absolute path: {raw!r}")
+        raise SubmissionError(f"the archive contains an absolute path: {shown(raw)!r}")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise SubmissionError(f"the archive contains a path that leaves its folder: {raw!r}")
+        raise SubmissionError(f"the archive contains a path that leaves its folder: {shown(raw)!r}")
     if any("\0" in p for p in parts):
-        raise SubmissionError(f"the archive contains an invalid file name: {raw!r}")
+        raise SubmissionError(f"the archive contains an invalid file name: {shown(raw)!r}")
     return posixpath.join(*parts) if parts else ""
 
 
@@ -114,9 +126,21 @@ class _Candidates:
                 f"{_size(self.max_file_bytes)}"
             )
 
+    def other(self, relative: str) -> None:
+        """A file that is not graded: remembered (a bounded number, by shown name) for the
+        feedback's note."""
+        self.others.append(shown(relative))
+
+    def candidate(self, relative: str) -> bool:
+        """Could ``relative`` be accepted, at the root or under one top-level folder?"""
+        if relative in self.accept or relative == ".assignment.json":
+            return True
+        head, _, rest = relative.partition("/")
+        return bool(head) and (rest in self.accept or rest == ".assignment.json")
+
     def add(self, relative: str, data: bytes) -> None:
         if relative == ".assignment.json":
-            self.metadata = data[:100_000]
+            self.metadata = data[:MAX_METADATA_BYTES]
             return
         self.check_size(relative, len(data))
         self.files[relative] = data
@@ -156,7 +180,7 @@ def _read_directory(root: Path, found: _Candidates) -> None:
             elif path.is_symlink():
                 subdirs.remove(name)
                 raise SubmissionError(
-                    f"the submission contains a symlink: {path.relative_to(root)}"
+                    f"the submission contains a symlink: {shown(str(path.relative_to(root)))}"
                 )
         for name in files:
             path = here / name
@@ -165,9 +189,9 @@ def _read_directory(root: Path, found: _Candidates) -> None:
                 continue
             mode = os.lstat(path).st_mode
             if stat.S_ISLNK(mode):
-                raise SubmissionError(f"the submission contains a symlink: {relative}")
+                raise SubmissionError(f"the submission contains a symlink: {shown(relative)}")
             if not stat.S_ISREG(mode):
-                raise SubmissionError(f"the submission contains a special file: {relative}")
+                raise SubmissionError(f"the submission contains a special file: {shown(relative)}")
             names.append((relative, path))
             if len(names) > MAX_ENTRIES:
                 raise SubmissionError(f"the submission has more than {MAX_ENTRIES} files")
@@ -175,7 +199,7 @@ def _read_directory(root: Path, found: _Candidates) -> None:
     for relative, path in names:
         wanted = found.wanted(relative, prefix)
         if wanted is None:
-            found.others.append(relative)
+            found.other(relative)
             continue
         found.check_size(wanted, path.stat().st_size)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -205,9 +229,11 @@ def _read_zip(path: Path, found: _Candidates) -> None:
             name = _clean_member_name(info.filename)
             kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip tool stored none
             if kind == stat.S_IFLNK:
-                raise SubmissionError(f"the archive contains a symlink: {info.filename}")
+                raise SubmissionError(f"the archive contains a symlink: {shown(info.filename)}")
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise SubmissionError(f"the archive contains a special file: {info.filename}")
+                raise SubmissionError(
+                    f"the archive contains a special file: {shown(info.filename)}"
+                )
             total += info.file_size
             if total > MAX_TOTAL_BYTES:
                 raise SubmissionError(
@@ -217,8 +243,8 @@ def _read_zip(path: Path, found: _Candidates) -> None:
                 info.compress_size, 1
             ):
                 raise SubmissionError(
-                    f"{info.filename} compresses {info.file_size // max(info.compress_size, 1)}:1 "
-                    "(a zip bomb?)"
+                    f"{shown(info.filename)} compresses "
+                    f"{info.file_size // max(info.compress_size, 1)}:1 (a zip bomb?)"
                 )
             if info.is_dir() or not name or _ignored(name):
                 continue
@@ -230,14 +256,16 @@ def _read_zip(path: Path, found: _Candidates) -> None:
         for name, info in entries:
             wanted = found.wanted(name, prefix)
             if wanted is None:
-                found.others.append(name)
+                found.other(name)
                 continue
             found.check_size(wanted, info.file_size)
             try:
                 with archive.open(info) as handle:
                     found.add(wanted, _read_bounded(handle, info.file_size))
             except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-                raise SubmissionError(f"cannot read {info.filename} ({error})") from None
+                raise SubmissionError(
+                    f"cannot read {shown(info.filename)} ({shown(str(error))})"
+                ) from None
 
 
 class _CountingReader(io.RawIOBase):
@@ -273,45 +301,72 @@ def _open_decompressed(path: Path):
 
 
 def _read_tar(path: Path, found: _Candidates) -> None:
+    """Stream the archive once. Links, devices, FIFOs and sparse members are refused; only
+    members that could be accepted are read (others are skipped, their data never held);
+    the number of members, the decompressed stream and the bytes actually extracted (a
+    sparse member's holes cost nothing in the stream) are all capped while streaming."""
     raw = _open_decompressed(path)
     stream = io.BufferedReader(_CountingReader(raw, MAX_TOTAL_BYTES + 10 * 1024 * 1024))
     members: dict[str, bytes] = {}
+    others: list[str] = []
     count = 0
+    extracted = 0
     try:
         with tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
+                archive.members.clear()  # streaming: keep no TarInfo (nor its name) around
                 count += 1
                 if count > MAX_ENTRIES:
                     raise SubmissionError(f"the archive has more than {MAX_ENTRIES} entries")
                 name = _clean_member_name(member.name)
                 if member.issym() or member.islnk():
-                    raise SubmissionError(f"the archive contains a link: {member.name}")
+                    raise SubmissionError(f"the archive contains a link: {shown(member.name)}")
                 if member.isdir():
                     continue
-                if not member.isfile():
-                    raise SubmissionError(f"the archive contains a special file: {member.name}")
+                if member.issparse() or member.type in (tarfile.GNUTYPE_SPARSE,):
+                    raise SubmissionError(
+                        f"the archive contains a sparse file: {shown(member.name)}"
+                    )
+                if not member.isreg():
+                    raise SubmissionError(
+                        f"the archive contains a special file: {shown(member.name)}"
+                    )
                 if not name or _ignored(name):
                     continue
-                if member.size > found.max_file_bytes:
-                    if any(name == a or name.endswith("/" + a) for a in found.accept):
-                        found.check_size(name, member.size)  # raises
-                    found.others.append(name)
-                    continue
+                if not found.candidate(name):
+                    others.append(name if len(name) <= MAX_NAME_CHARS else shown(name))
+                    continue  # its data is skipped by the stream, never held
+                limit = MAX_METADATA_BYTES if name.endswith(".assignment.json") else None
+                if limit is None and member.size > found.max_file_bytes:
+                    found.check_size(name, member.size)  # raises
+                size = min(member.size, limit) if limit else member.size
+                extracted += size
+                if extracted > MAX_TOTAL_BYTES:
+                    raise SubmissionError(
+                        f"the archive expands to more than {_size(MAX_TOTAL_BYTES)} (a bomb?)"
+                    )
                 if name in members:
                     raise SubmissionError("the archive contains the same path twice")
                 handle = archive.extractfile(member)
-                members[name] = _read_bounded(handle, member.size) if handle else b""
+                if handle is None:
+                    members[name] = b""
+                elif limit:
+                    members[name] = handle.read(limit)
+                else:
+                    members[name] = _read_bounded(handle, member.size)
     except (tarfile.TarError, OSError, EOFError, zlib_error()) as error:
-        raise SubmissionError(f"not a readable tar archive ({error})") from None
+        raise SubmissionError(f"not a readable tar archive ({shown(str(error))})") from None
     finally:
         raw.close()
     prefix = _common_prefix(list(members), tuple(found.accept))
     for name, data in members.items():
         wanted = found.wanted(name, prefix)
         if wanted is None:
-            found.others.append(name)
+            found.other(name)
         else:
             found.add(wanted, data)
+    for name in others:
+        found.other(name)
 
 
 def zlib_error():
@@ -323,10 +378,13 @@ def zlib_error():
 def _read_notebook(path: Path, found: _Candidates) -> None:
     if path.stat().st_size > MAX_NOTEBOOK_BYTES:
         raise SubmissionError(f"the notebook is larger than {_size(MAX_NOTEBOOK_BYTES)}")
+    data = path.read_bytes()
+    if element_bound(data) > MAX_NOTEBOOK_ELEMENTS:
+        raise SubmissionError("the notebook holds too many JSON values to be read")
     try:
-        notebook = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise SubmissionError(f"the notebook is not valid JSON ({error})") from None
+        notebook = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise SubmissionError(f"the notebook is not valid JSON ({shown(str(error))})") from None
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
     if not isinstance(cells, list):
         raise SubmissionError("the notebook has no cells (is it really a .ipynb file?)")
@@ -354,7 +412,7 @@ def _read_notebook(path: Path, found: _Candidates) -> None:
         if target in found.accept:
             found.add(target, "\n".join(sources).encode("utf-8"))
         else:
-            found.others.append(f"{target} (notebook cells)")
+            found.other(f"{target} (notebook cells)")
 
 
 def load_submission(
@@ -396,7 +454,7 @@ def load_submission(
         except (ValueError, AttributeError):
             declared = None
         if isinstance(declared, str) and declared != hw:
-            raise SubmissionError(f"this is a {declared} submission, not {hw}")
+            raise SubmissionError(f"this is a {shown(declared)[:60]} submission, not {hw}")
     if not found.files:
         raise SubmissionError(
             f"none of the files {hw} grades was found (expected: {', '.join(sorted(accept))}). "
@@ -409,12 +467,13 @@ def load_submission(
     prefix = _common_prefix(found.others + list(found.files), tuple(accept))
     found.others = [o for o in found.others if o[len(prefix) :] not in (known or set())]
     if found.others:
-        shown = ", ".join(sorted(found.others)[:8])
+        listed = ", ".join(sorted(found.others)[:8])
         more = f" and {len(found.others) - 8} more" if len(found.others) > 8 else ""
-        notes.append(f"ignored (not graded in {hw}): {shown}{more}")
+        notes.append(f"ignored (not graded in {hw}): {listed}{more}")
     name = path.name
     for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip", ".ipynb"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break
+    name = shown(name)[:100]
     return Submission(name or "submission", path, dict(sorted(found.files.items())), notes)
