@@ -262,10 +262,16 @@ class OutputDemux:
     runner's record prefix) and the submission's own output (of which only the first and
     last ``keep`` bytes are kept). Memory stays bounded whatever the stream holds."""
 
+    # Every record counts toward the answer budget at its real size (prefix and newline
+    # included), and at least RECORD_MIN_COST: a flood of empty records is not free.
+    RECORD_MIN_COST = 1024
+    MAX_RECORDS = 4096  # far above any unit's cases; more stops the run
+
     def __init__(self, prefix: bytes, keep: int = 32 * 1024, max_record_bytes: int = 0):
         self.prefix = prefix
         self.keep = keep
         self.max_record_bytes = max_record_bytes
+        self.too_many_records = False
         self.head = bytearray()
         self.tail = bytearray()
         self.output_bytes = 0  # bytes that are not answer records
@@ -308,9 +314,12 @@ class OutputDemux:
                     self._line.clear()
             if piece.endswith(b"\n"):
                 if self._state == "record":
-                    record = bytes(self._line[len(self.prefix) :]).rstrip(b"\n")
-                    self.record_bytes += len(record)
-                    self.records.append(record)
+                    self.record_bytes += max(len(self._line), self.RECORD_MIN_COST)
+                    if len(self.records) < self.MAX_RECORDS:
+                        record = bytes(self._line[len(self.prefix) :]).rstrip(b"\n")
+                        self.records.append(record)
+                    else:
+                        self.too_many_records = True
                 self._line.clear()
                 self._state = "start"
 
@@ -362,6 +371,7 @@ def run_bounded(
             too_much = (
                 demux.output_bytes > limits.output_bytes
                 or demux.record_bytes >= limits.answer_bytes
+                or demux.too_many_records
             )
             if too_much and not exceeded.is_set():
                 exceeded.set()
