@@ -280,9 +280,8 @@ class Grader:
             built, build_log = True, ""
             if bundle.build != "none" or bundle.suite.setting("BUILD"):
                 built, build_log = self.build(workspace, self.sandbox)
-            probe_lines = {
-                line.strip() for line in bundle.suite.source.splitlines() if len(line.strip()) >= 16
-            }
+            # The sandbox runs unit_source() (re-rendered by ast.unparse), not the file.
+            probe_lines = results_io.probe_lines(bundle.suite)
             host_paths = [self.scratch.root, workspace, REPO_ROOT, self.runtime.root]
             if bundle.root is not None:
                 host_paths.append(bundle.root)
