@@ -83,15 +83,20 @@ def safe_name(name: str) -> str:
 
 
 def unique_names(paths: list[Path]) -> list[str]:
+    """One output folder per submission: unique without regard to case or Unicode form (a
+    case-insensitive file system would merge ``Alice`` and ``alice``), and a generated
+    ``-N`` never lands on a name another submission already has (``alice-2.zip``)."""
+    import unicodedata
+
     names: list[str] = []
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     for path in paths:
-        name = safe_name(path.name)
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}-{seen[name]}"
-        else:
-            seen[name] = 1
+        base = name = safe_name(path.name)
+        number = 1
+        while unicodedata.normalize("NFKC", name).casefold() in taken:
+            number += 1
+            name = f"{base}-{number}"
+        taken.add(unicodedata.normalize("NFKC", name).casefold())
         names.append(name)
     return names
 
