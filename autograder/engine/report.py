@@ -48,7 +48,16 @@ def write_gradebook(path: Path, results: list[dict]) -> None:
             row += [by_name[u]["score"] if u in by_name else "" for u in units]
             note = "" if extra.get("gradable", True) else result.get("output", "")[-200:]
             row += ["yes" if extra.get("gradable", True) else "no", note.replace("\n", " ")]
-            writer.writerow(row)
+            writer.writerow([_csv_cell(cell) for cell in row])
+
+
+def _csv_cell(value):
+    """A cell a spreadsheet shows as text: no control characters, and a leading = + - @
+    tab or CR (a formula) neutralised with a quote."""
+    if not isinstance(value, str):
+        return value
+    value = "".join(c for c in value if c in "\t" or not (ord(c) < 32 or 127 <= ord(c) < 160))
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _histogram_svg(scores: list[float], max_score: float, bins: int = 10) -> str:
