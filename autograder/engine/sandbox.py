@@ -292,9 +292,11 @@ class OutputDemux:
                 del self.tail[: len(self.tail) - self.keep]
 
     def feed(self, data: bytes) -> None:
-        while data:
-            newline = data.find(b"\n")
-            piece, data = (data, b"") if newline < 0 else (data[: newline + 1], data[newline + 1 :])
+        position, end = 0, len(data)
+        while position < end:  # by index: slicing off the rest each line was quadratic
+            newline = data.find(b"\n", position)
+            stop = end if newline < 0 else newline + 1
+            piece, position = data[position:stop], stop
             if self._state == "start":
                 self._line.extend(piece)
                 if len(self._line) >= len(self.prefix) or piece.endswith(b"\n"):
