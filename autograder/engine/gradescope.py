@@ -15,8 +15,9 @@ same results for the same submission.
 Gradescope runs student code in the same container as the grader, as root. The export keeps
 the trust boundary anyway:
 
-- ``setup.sh`` creates a user ``student`` and makes ``/autograder/source`` (probes, answers,
-  grader) readable by root only;
+- ``setup.sh`` installs numpy and pybind11 into a virtual environment ``/autograder/venv``
+  (not the system Python: PEP 668), creates a user ``student`` and makes
+  ``/autograder/source`` (probes, answers, grader) readable by root only;
 - ``run_autograder`` (root) grades with the strongest sandbox that works (bubblewrap,
   unshare, or a separate process as ``student`` with resource limits); every probe group is a
   separate process of that user, which can read the workspace and the running probe only;
@@ -24,6 +25,10 @@ the trust boundary anyway:
   ``/autograder/results/results.json`` (root-owned folder) from the grader's memory, with a
   per-run nonce in ``extra_data`` that student code never saw: a results file forged by a
   process that outlived its run is overwritten, and a stale or forged file is recognisable.
+
+The ``student`` fallback isolates by file permissions only: not the network, not the rest of
+the (world-readable) file system, not ``/tmp``; see ``autograder/authoring/export.py``.
+A submission uploaded as one archive or notebook is graded from that file.
 """
 
 from __future__ import annotations
@@ -99,7 +104,7 @@ def main() -> int:
                 raise RuntimeError(
                     f"{secret} is readable by the sandbox user: run setup.sh (chmod go-rwx)"
                 )
-            results = grader.grade(root / "submission")
+            results = grader.grade(submission_path(root / "submission"), name="submission")
         if os.geteuid() == 0 and "NEEDLE_SANDBOX_UID" in os.environ:
             kill_processes_of(sandbox_host_uid())
     except Exception as error:  # the grader must always leave a results.json behind
@@ -119,6 +124,23 @@ def main() -> int:
         _write_results(results_path, results)
     print(f"score {results['score']:g} / {results['max_score']:g}")
     return 0
+
+
+# What a student may upload that Gradescope leaves as one file in /autograder/submission.
+SINGLE_FILE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz", ".ipynb")
+
+
+def submission_path(folder: Path) -> Path:
+    """What to grade in Gradescope's submission folder: the folder itself, or, when the
+    student uploaded one archive or notebook (Gradescope stores it as it is), that file."""
+    try:
+        entries = [e for e in folder.iterdir() if not e.name.startswith((".", "__MACOSX"))]
+    except OSError:
+        return folder
+    if len(entries) == 1 and not entries[0].is_symlink() and entries[0].is_file():
+        if entries[0].name.lower().endswith(SINGLE_FILE_SUFFIXES):
+            return entries[0]
+    return folder
 
 
 def _readable_by_sandbox(grader, path: Path) -> bool:

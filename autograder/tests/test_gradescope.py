@@ -133,7 +133,9 @@ def test_export_is_the_engine_package_and_the_bundle_and_nothing_else(hw1, expor
         if p.is_file()
     }
     entry = {"setup.sh", "run_autograder", "autograder/__init__.py"}
-    assert set(contents) == set(engine) | set(bundle) | entry
+    wheels = {n for n in contents if n.startswith("wheels/") and n.endswith(".whl")}
+    assert set(contents) == set(engine) | set(bundle) | entry | wheels
+    assert {n.split("/")[1].split("-")[0] for n in wheels} <= {"numpy", "pybind11"}
     assert all(contents[name] == data for name, data in {**engine, **bundle}.items())
 
 
