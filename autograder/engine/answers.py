@@ -63,10 +63,8 @@ def safe_text(text: str, limit: int) -> str:
     text = text[: limit * 2] if cut else text
     text = _ESCAPES.sub("", text)
     text = _UNICODE_CONTROLS.sub("", text)
-    if len(text) > limit:
-        text = text[: max(0, limit - 9)] + " [... cut]"
-    elif cut:
-        text += " [... cut]"
+    if len(text) > limit or cut:
+        text = text[: max(0, limit - 10)] + " [... cut]"
     return text
 
 

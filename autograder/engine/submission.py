@@ -314,7 +314,8 @@ def _read_tar(path: Path, found: _Candidates) -> None:
     try:
         with tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
-                archive.members.clear()  # streaming: keep no TarInfo (nor its name) around
+                # streaming: keep no TarInfo (nor its long name) around
+                archive.members.clear()  # type: ignore[attr-defined]
                 count += 1
                 if count > MAX_ENTRIES:
                     raise SubmissionError(f"the archive has more than {MAX_ENTRIES} entries")
