@@ -10,6 +10,10 @@ under ``build/autograder/runtime/<key>/`` once per machine:
 - ``site/``: numpy (+ its bundled libraries) and pybind11's headers, nothing else.
 
 Files are hard-linked from their origin when the file system allows it, copied otherwise.
+A root grader runs its sandboxes as an unprivileged user, who must be able to reach the
+runtime: when the build folder sits under a folder others cannot enter (a checkout in a
+``mktemp -d`` folder, a 0750 home), the runtime is staged in a per-user folder everyone can
+traverse instead, ``/var/tmp/needle-runtime-<uid>/<key>/`` (``shared_runtime_dir``).
 The sandbox mounts ``python/`` at ``/opt/runtime`` and ``site/`` at ``/opt/site`` read-only and
 starts ``python -I -S -B``, so no ``.pth`` file, ``sitecustomize`` or environment variable can
 add anything to ``sys.path``. The same tree, with the shared libraries the interpreter needs,
@@ -23,10 +27,12 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy
@@ -189,11 +195,99 @@ def _stage(target: Path, extras: tuple[str, ...] = ()) -> None:
 PYTEST_MODULES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py")
 
 
+def unreachable_ancestor(path: Path) -> Path | None:
+    """The first existing folder on the way to ``path`` (itself included) that other users
+    cannot traverse, if any. Folders that do not exist yet are not judged."""
+    for folder in [*reversed(Path(path).parents), Path(path)]:
+        try:
+            mode = os.stat(folder).st_mode
+        except FileNotFoundError:
+            return None
+        if not mode & 0o001:
+            return folder
+    return None
+
+
+def _private_folder_ok(path: Path, uid: int) -> bool:
+    """``path`` is a real folder (not a link) owned by ``uid`` that no one else can write:
+    a hostile local user may have created it first, or planted files in it."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o022:
+        return False
+    if not info.st_mode & 0o001:  # ours, but not traversable (a umask of 077): open it up
+        os.chmod(path, 0o755)
+    return True
+
+
+def _public_parent_ok(path: Path) -> bool:
+    """A folder to create ours in: reachable by everyone, owned by root or us, and either
+    writable by no one else or sticky (no one can rename or delete what we put there)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid in (0, os.geteuid())
+        and (not info.st_mode & 0o022 or bool(info.st_mode & stat.S_ISVTX))
+        and unreachable_ancestor(path) is None
+    )
+
+
+def shared_runtime_dir() -> Path:
+    """A folder of this user's that every user can traverse and no one else can write:
+    ``/var/tmp/needle-runtime-<uid>`` (else under the temp folder). A folder of that name
+    that someone else owns, that others can write, or that is a link is never trusted: a
+    fresh folder with a random name is used instead (and removed at exit)."""
+    uid = os.geteuid()
+    parents = [Path("/var/tmp"), Path(tempfile.gettempdir()), Path("/tmp")]
+    parents = [p for i, p in enumerate(parents) if p not in parents[:i] and _public_parent_ok(p)]
+    for parent in parents:
+        path = parent / f"needle-runtime-{uid}"
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            pass
+        except OSError:
+            continue
+        if _private_folder_ok(path, uid):
+            return path
+    if not parents:
+        raise RuntimeError(
+            "no folder every user can reach to stage the sandbox runtime in (/var/tmp, /tmp)"
+        )
+    fresh = Path(tempfile.mkdtemp(prefix=f"needle-runtime-{uid}-", dir=parents[0]))
+    os.chmod(fresh, 0o755)
+    print(
+        f"warning: {parents[0]}/needle-runtime-{uid} is not a private folder of this user; "
+        f"staging the sandbox runtime in {fresh} for this run",
+        file=sys.stderr,
+    )
+    import atexit
+
+    atexit.register(shutil.rmtree, fresh, True)
+    return fresh
+
+
+def runtime_base(build_dir: Path = BUILD_DIR) -> Path:
+    """Where runtimes are staged: ``build_dir/autograder/runtime``, unless the grader is root
+    (its sandboxes run as an unprivileged user) and others cannot reach that folder."""
+    base = Path(build_dir) / "autograder" / "runtime"
+    base.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0 and unreachable_ancestor(base) is not None:
+        return shared_runtime_dir()
+    return base
+
+
 def ensure_runtime(build_dir: Path = BUILD_DIR, extras: tuple[str, ...] = ()) -> Runtime:
     """Stage (once) and return the runtime for this machine's interpreter and numpy
-    (plus the installed top-level modules ``extras``)."""
+    (plus the installed top-level modules ``extras``), in a folder the sandbox user can reach
+    (``runtime_base``)."""
     key = _runtime_key(tuple(extras))
-    root = build_dir / "autograder" / "runtime" / key
+    root = runtime_base(build_dir) / key
     manifest = root / "runtime.json"
     if not manifest.exists():
         staging = root.with_name(f"{key}.staging-{os.getpid()}")
