@@ -10,7 +10,9 @@
     autograder image build [--engine E] [--base-image I] the container sandbox's image
 
 Exit status: 0 when the command did its job (grading a submission that scores 0 is a job
-done), 2 for usage or setup errors (unknown homework, broken probes, no sandbox).
+done), 2 for usage or setup errors (unknown homework, broken probes, no sandbox, a sandbox
+whose canary run fails: nothing is graded), 130/143 when a batch was stopped by SIGINT or
+SIGTERM (the gradebook holds what finished; run the same command again to resume).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _homework_and_grader(args):
 
         homework = build_bundle(args.hw, log=lambda m: print(m, file=sys.stderr))
     sandbox = make_sandbox(args.sandbox, engine=getattr(args, "engine", None))
-    overrides = {}
+    overrides: dict[str, float] = {}
     if getattr(args, "timeout", None):
         overrides.update(wall_s=float(args.timeout), cpu_s=int(args.timeout))
     if getattr(args, "memory_mb", None):
@@ -66,8 +68,9 @@ def print_score_table(results: list[dict], stream=sys.stdout) -> None:
 
 
 def cmd_grade(args) -> int:
+    from autograder.engine.batch import BatchInterrupted
     from autograder.engine.bundle import BundleError
-    from autograder.engine.grading import GraderSetupError
+    from autograder.engine.grading import GraderSetupError, SandboxBroken
 
     try:
         grader = _homework_and_grader(args)
@@ -75,12 +78,25 @@ def cmd_grade(args) -> int:
         print(f"autograder: {error}", file=sys.stderr)
         return 2
     out = Path(args.out or BUILD_DIR / "grades" / args.hw)
-    with grader:
-        if not grader.sandbox.isolated:
-            print(f"WARNING: {grader.sandbox.describe()}", file=sys.stderr)
-        results = grader.grade_batch(
-            args.submissions, out, jobs=args.jobs, resume=not args.no_resume
+    try:
+        with grader:
+            if not grader.sandbox.isolated:
+                print(f"WARNING: {grader.sandbox.describe()}", file=sys.stderr)
+            results = grader.grade_batch(
+                args.submissions, out, jobs=args.jobs, resume=not args.no_resume
+            )
+    except SandboxBroken as error:
+        print(f"autograder: {error}", file=sys.stderr)
+        if (out / "gradebook.csv").is_file():
+            print(f"gradebook of what finished: {out}/gradebook.csv", file=sys.stderr)
+        return 2
+    except BatchInterrupted as stop:
+        print(
+            f"\nautograder: {stop}; running sandboxes were stopped. Gradebook of what "
+            f"finished: {out}/gradebook.csv. Run the same command again to resume.",
+            file=sys.stderr,
         )
+        return stop.exit_status
     print_score_table(results)
     print(
         f"\nresults: {out}/<submission>/results.json; gradebook: {out}/gradebook.csv; "

@@ -2,21 +2,103 @@
 
 Every submission gets a ``results.json`` (at worst "could not be graded: <reason>"); a
 submission whose stored result carries the same fingerprint is not graded again (resume).
+
+- Before anyone is graded, a canary run checks that the sandbox works
+  (``Grader.check_sandbox``); when it does not, the batch stops with the sandbox's own error
+  (``SandboxBroken``) and writes nothing: a broken sandbox never becomes a gradebook of zeros.
+- SIGINT and SIGTERM stop a batch within seconds (``BatchInterrupted``): the running sandboxes
+  are killed, submissions in progress get no result, the gradebook and report are written for
+  what finished; a rerun resumes.
+- ``gradebook.csv`` and ``report.html`` are built from every ``results.json`` of the homework
+  in the output folder, not only this run's (regrading one student keeps the others' rows).
+- A folder that holds archives but none of the homework's files is a folder of submissions:
+  each archive is graded on its own (``expand_submissions``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from autograder.engine.results import ungradable, write_results
 
 if TYPE_CHECKING:
     from autograder.engine.grading import Grader
+
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz", ".ipynb")
+STOP_WAIT_S = 20.0  # how long a stopped batch waits for its workers to notice
+
+
+class BatchInterrupted(BaseException):
+    """A batch was stopped by a signal; ``exit_status`` is 128 + its number (130, 143)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.exit_status = 128 + signum
+
+
+@contextlib.contextmanager
+def signals_stop_batch() -> Iterator[None]:
+    """While active (main thread only), SIGINT and SIGTERM raise ``BatchInterrupted`` in the
+    main thread; once one arrived, further ones are ignored until the batch has stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum, frame):
+        if received:
+            return  # already stopping
+        received.append(signum)
+        raise BatchInterrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def holds_submission(folder: Path, accept) -> bool:
+    """Whether ``folder`` has one of the accepted files at its top (or under one folder)."""
+    if any((folder / path).is_file() for path in accept):
+        return True
+    return any(
+        (child / path).is_file()
+        for child in folder.iterdir()
+        if child.is_dir() and not child.is_symlink()
+        for path in accept
+    )
+
+
+def expand_submissions(paths, accept, log=None) -> list[Path]:
+    """The submissions named by ``paths``: a folder that holds archives (.zip, .tar.gz,
+    .ipynb...) but none of the accepted files is a folder *of* submissions, one per archive;
+    anything else is one submission."""
+    expanded: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir() and not path.is_symlink():
+            archives = sorted(p for p in path.iterdir() if _is_archive(p) and not p.is_symlink())
+            if archives and not holds_submission(path, accept):
+                if log is not None:
+                    log(f"{path}: {len(archives)} archives, graded one by one")
+                expanded.extend(archives)
+                continue
+        expanded.append(path)
+    return expanded
 
 
 def grade_batch(
@@ -27,37 +109,84 @@ def grade_batch(
     resume: bool = True,
     progress: bool = True,
 ) -> list[dict]:
-    """Grade many submissions, ``jobs`` at a time; every one gets a results.json."""
+    """Grade many submissions, ``jobs`` at a time; every one gets a results.json.
+
+    Raises ``SandboxBroken`` (nothing graded, or the batch stopped when the sandbox broke
+    midway) and ``BatchInterrupted`` (SIGINT/SIGTERM); in both cases the gradebook and report
+    hold what finished."""
+    from autograder.engine.grading import SandboxBroken
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = unique_names([Path(p) for p in paths])
+    submissions = expand_submissions(paths, grader.bundle.accept, grader.log)
+    names = unique_names(submissions)
     results: dict[str, dict] = {}
     todo = []
-    for path, name in zip(paths, names):
-        previous = previous_result(grader, Path(path), out_dir / name / "results.json")
+    for path, name in zip(submissions, names):
+        previous = previous_result(grader, path, out_dir / name / "results.json")
         if resume and previous is not None:
             results[name] = previous
         else:
-            todo.append((Path(path), name))
-    bar = _progress(len(paths), len(results), progress)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(grader.grade, path, out_dir, name): name for path, name in todo}
-        for future in concurrent.futures.as_completed(futures):
-            name = futures[future]
-            try:
+            todo.append((path, name))
+    if todo:
+        grader.check_sandbox()  # before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bar = _progress(len(submissions), len(results), progress)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures: dict[concurrent.futures.Future, str] = {}
+    stopped: BaseException | None = None
+    try:
+        with signals_stop_batch():
+            for path, name in todo:
+                futures[pool.submit(grader.grade, path, out_dir, name)] = name
+            for future in concurrent.futures.as_completed(futures):
+                name = futures[future]
+                try:
+                    results[name] = future.result()
+                except SandboxBroken:
+                    raise
+                except Exception as error:  # grade() catches everything; belt and braces
+                    results[name] = ungradable(
+                        grader,
+                        name,
+                        f"could not be graded: {type(error).__name__}",
+                        time.monotonic(),
+                    )
+                    write_results(results[name], out_dir, name)
+                bar.update(1)
+    except (BatchInterrupted, KeyboardInterrupt, SandboxBroken) as error:
+        stopped = error
+        _stop_workers(grader, pool, futures)
+        for future, name in futures.items():  # those that finished in the meantime
+            if future.done() and not future.cancelled() and future.exception() is None:
                 results[name] = future.result()
-            except Exception as error:  # grade() catches everything; belt and braces
-                results[name] = ungradable(
-                    grader, name, f"could not be graded: {type(error).__name__}", time.monotonic()
-                )
-                write_results(results[name], out_dir, name)
-            bar.update(1)
-    bar.close()
-    ordered = [results[name] for name in names]
-    from autograder.engine.report import write_batch_outputs
+    finally:
+        pool.shutdown(wait=stopped is None, cancel_futures=True)
+        bar.close()
+    from autograder.engine.report import load_results, write_batch_outputs
 
-    write_batch_outputs(out_dir, ordered, grader.bundle)
-    return ordered
+    # The gradebook and report: every result of this homework in the folder, not only ours.
+    everything = load_results(out_dir, homework=grader.bundle.name)
+    if everything:
+        write_batch_outputs(out_dir, everything, grader.bundle)
+    if stopped is not None:
+        if isinstance(stopped, KeyboardInterrupt):
+            raise BatchInterrupted(signal.SIGINT) from None
+        raise stopped
+    return [results[name] for name in names]
+
+
+def _stop_workers(grader: Grader, pool, futures: dict) -> None:
+    """Stop the batch: pending submissions cancelled, running sandboxes killed, and the
+    workers given a few seconds to notice (each one's submission gets no result)."""
+    grader.stop()
+    for future in futures:
+        future.cancel()
+    deadline = time.monotonic() + STOP_WAIT_S
+    while time.monotonic() < deadline:
+        done, running = concurrent.futures.wait(futures, timeout=0.5)
+        if not running:
+            return
+        grader.stop()  # a run that started between the first kill and the flag
 
 
 def previous_result(grader: Grader, path: Path, results_path: Path) -> dict | None:

@@ -37,8 +37,14 @@ from autograder.engine.bundle import GradingBundle
 from autograder.engine.paths import ENGINE_DIR, REPO_ROOT
 from autograder.engine.probes import KIT_PATH, ProbeSuite
 from autograder.engine.runner import RECORD_PREFIX
-from autograder.engine.runtime import Runtime, ensure_runtime
-from autograder.engine.sandbox import RunResult, Sandbox, SandboxLimits, describe_end
+from autograder.engine.runtime import Runtime, ensure_runtime, unreachable_ancestor
+from autograder.engine.sandbox import (
+    RunResult,
+    Sandbox,
+    SandboxLimits,
+    describe_end,
+    stop_running,
+)
 from autograder.engine.scoring import score_unit
 from autograder.engine.submission import Submission, SubmissionError, load_submission
 from autograder.engine.workspace import SandboxView, build_workspace, write_tree
@@ -56,11 +62,34 @@ class GraderSetupError(RuntimeError):
     reference...): an instructor's problem, reported before any submission is touched."""
 
 
-def unreachable_ancestor(path: Path) -> Path | None:
-    """The first folder on the way to ``path`` that other users cannot traverse, if any."""
-    for folder in [*reversed(Path(path).parents), Path(path)]:
-        if not os.stat(folder).st_mode & 0o001:
-            return folder
+class SandboxBroken(GraderSetupError):
+    """The sandbox itself does not work (the canary run did not print its known answer):
+    nothing is graded, rather than every submission scoring 0."""
+
+
+class GradingStopped(BaseException):
+    """The grader was asked to stop (a batch got SIGINT/SIGTERM): the submission being graded
+    gets no result. A BaseException, so that no ``except Exception`` records a bogus one."""
+
+
+# The canary: the runtime's python, in the sandbox, computing something with numpy.
+CANARY_SOURCE = """\
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy
+print("needle-canary", int(numpy.arange(1, 101, dtype=numpy.int64).sum() * 3))
+"""
+CANARY_ANSWER = "needle-canary 15150"
+
+
+def reachable_temp_parent() -> Path | None:
+    """Where scratch folders go: the temp folder (None), unless other users cannot reach it
+    (a sandbox user must), then the first of /var/tmp, /tmp that everyone can."""
+    if unreachable_ancestor(Path(tempfile.gettempdir())) is None:
+        return None
+    for candidate in (Path("/var/tmp"), Path("/tmp")):
+        if candidate.is_dir() and unreachable_ancestor(candidate) is None:
+            return candidate
     return None
 
 
@@ -158,15 +187,19 @@ class Grader:
         self.limit_overrides = dict(limit_overrides or {})
         self.limits = dataclasses.replace(limits or SandboxLimits(), **self.limit_overrides)
         self.log = log or (lambda message: print(message, file=sys.stderr))
-        # The runtime lives in the build folder ($NEEDLE_BUILD_DIR), which the sandbox user
-        # must be able to reach.
+        self._stopping = threading.Event()
+        # The sandbox user must reach what is mounted: the runtime (staged outside the build
+        # folder when others cannot enter it, see runtime.runtime_base) and the scratch.
         self.runtime: Runtime = ensure_runtime()
+        other_user = getattr(sandbox, "writer_uid", None) is not None
         unreachable = unreachable_ancestor(self.runtime.root)
-        if unreachable and getattr(sandbox, "writer_uid", None) is not None:
+        if unreachable and other_user:
             raise GraderSetupError(
                 f"the sandbox user cannot reach the runtime {self.runtime.root}: {unreachable} "
                 "is not searchable by others; set NEEDLE_BUILD_DIR to a folder that is"
             )
+        if scratch_dir is None and other_user:
+            scratch_dir = reachable_temp_parent()
         self.scratch = Scratch(scratch_dir)
         self.probes = ProbeRunner(bundle.suite, bundle.backend, self.runtime, self.scratch)
 
@@ -182,6 +215,50 @@ class Grader:
 
     def close(self) -> None:
         self.scratch.close()
+
+    def stop(self) -> None:
+        """Stop grading now (from another thread): sandboxed runs in progress are killed
+        (their process groups; containers removed), no new one starts, and submissions being
+        graded get no result (``GradingStopped``)."""
+        self._stopping.set()
+        stop_running()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _check_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise GradingStopped()
+
+    def canary(self) -> str | None:
+        """Run the staged runtime's python in the sandbox, through the same view and run path
+        as the probes, on a known computation with numpy: None when it printed the known
+        answer, else what went wrong (the sandbox's own output)."""
+        scratch = self.scratch.new("canary")
+        try:
+            workspace, grader_dir = scratch / "work", scratch / "grader"
+            write_tree({}, workspace)
+            write_tree({"canary.py": CANARY_SOURCE.encode()}, grader_dir)
+            view = SandboxView(self.sandbox, self.runtime, workspace, grader_dir)
+            limits = dataclasses.replace(self.limits, wall_s=max(self.limits.wall_s, 120))
+            result = view.run(view.python_argv(view.grader + "/canary.py", view.site), limits)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if result.returncode == 0 and CANARY_ANSWER in result.output:
+            return None
+        output = result.output.strip()
+        return f"{describe_end(result, limits)}" + (f"\n{output[-3000:]}" if output else "")
+
+    def check_sandbox(self) -> None:
+        """Raise ``SandboxBroken`` unless the canary run gives its known answer."""
+        problem = self.canary()
+        if problem is not None:
+            raise SandboxBroken(
+                f"the sandbox does not work ({self.sandbox.kind}: {self.sandbox.describe()}); "
+                "nothing was graded. A test run of the runtime's python computing with numpy "
+                f"in the sandbox did not print {CANARY_ANSWER!r}:\n{problem}"
+            )
 
     def __enter__(self) -> Grader:
         return self
@@ -208,7 +285,9 @@ class Grader:
         self, unit: str, workspace: Path, sandbox: Sandbox
     ) -> tuple[answer_io.UnitAnswers, RunResult, SandboxLimits]:
         limits = self.unit_limits(unit)
+        self._check_stopping()
         parsed, result = self.probes.run(unit, workspace, sandbox, limits)
+        self._check_stopping()  # a run killed because we stop is not the submission's doing
         return parsed, result, limits
 
     # -- one submission ----------------------------------------------------------------------
@@ -253,7 +332,14 @@ class Grader:
         try:
             results = self._grade_workspace(submission, name, start)
         except SandboxFailure as error:
+            self._check_stopping()
             self.log(f"{name}: the sandbox failed: {error}")
+            problem = self.canary()
+            if problem is not None:  # the sandbox broke: no zero for anyone, stop the batch
+                raise SandboxBroken(
+                    f"the sandbox stopped working while grading {name} "
+                    f"({self.sandbox.describe()}):\n{error}\ncanary run: {problem}"
+                ) from error
             results = self.ungradable(
                 name,
                 "could not be graded: the sandbox failed to run the probes (not a problem "
@@ -268,6 +354,7 @@ class Grader:
                 name, f"could not be graded: internal grader error ({type(error).__name__})", start
             )
             results["extra_data"]["grader_error"] = detail[-4000:]
+        self._check_stopping()
         return write(results)
 
     def _grade_workspace(self, submission: Submission, name: str, start: float) -> dict:
@@ -279,6 +366,7 @@ class Grader:
             write_tree(submission.files, workspace)
             built, build_log = True, ""
             if bundle.build != "none" or bundle.suite.setting("BUILD"):
+                self._check_stopping()
                 built, build_log = self.build(workspace, self.sandbox)
             # The sandbox runs unit_source() (re-rendered by ast.unparse), not the file.
             probe_lines = results_io.probe_lines(bundle.suite)

@@ -14,15 +14,21 @@ import json
 from pathlib import Path
 
 
-def load_results(folder: Path) -> list[dict]:
-    """Every ``*/results.json`` under ``folder``, sorted by submission name."""
+def load_results(folder: Path, homework: str | None = None) -> list[dict]:
+    """Every ``*/results.json`` under ``folder`` (of ``homework`` only, when given), sorted by
+    submission name."""
     found = []
     for path in sorted(Path(folder).glob("*/results.json")):
         try:
             results = json.loads(path.read_text())
-        except ValueError:
+        except (OSError, ValueError):
             continue
-        results.setdefault("extra_data", {}).setdefault("submission", path.parent.name)
+        if not isinstance(results, dict) or "score" not in results:
+            continue
+        extra = results.setdefault("extra_data", {})
+        if homework is not None and extra.get("homework", homework) != homework:
+            continue
+        extra.setdefault("submission", path.parent.name)
         found.append(results)
     return found
 

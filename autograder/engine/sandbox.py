@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 MiB = 1024 * 1024
 NOBODY = 65534
@@ -356,7 +357,38 @@ def run_bounded(
         )
     except OSError as error:
         return RunResult(None, 0.0, "", "", 0, error=f"{command[0]}: {error}")
+    with _RUNNING_LOCK:
+        _RUNNING[process.pid] = (process, cleanup)
+    try:
+        return _collect(process, limits, start, cleanup, record_prefix)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.pop(process.pid, None)
 
+
+# Sandboxed runs in progress in this process, by pid: ``stop_running`` ends them all.
+_RUNNING: dict[int, tuple[subprocess.Popen, Callable[[subprocess.Popen], None] | None]] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_running() -> int:
+    """Kill every sandboxed run this process has in progress (each one's process group; the
+    backend's cleanup removes a container); returns how many there were."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING.values())
+    for process, cleanup in running:
+        _kill_group(process)
+        if cleanup is not None:
+            try:
+                cleanup(process)
+            except Exception:  # noqa: BLE001 - stopping goes on for the others
+                pass
+    return len(running)
+
+
+def _collect(
+    process: subprocess.Popen, limits: SandboxLimits, start: float, cleanup, record_prefix: bytes
+) -> RunResult:
     demux = OutputDemux(record_prefix or b"\x00" * 64, max_record_bytes=limits.answer_bytes)
     exceeded = threading.Event()
 
