@@ -102,7 +102,8 @@ def explain_error(
     dotted identifier, checked when parsed), its scrubbed message, and the innermost frame
     that is a real file of the workspace (a code object's file name is student-chosen text:
     ``compile(..., filename=ANYTHING)``), with that file's own line."""
-    message = scrub(error.message.strip(), limit=300)
+    # Indented: a message's own lines can never pass for the grader's ("== unit: 10 / 10").
+    message = scrub(error.message.strip(), limit=300).replace("\n", "\n        | ")
     kind = scrub(answer_io.safe_type_name(error.type), limit=120)
     text = f"raised {kind}" + (f": {message}" if message else "")
     work_prefix = WORK + "/" if sandbox.remaps_paths else str(workspace) + "/"

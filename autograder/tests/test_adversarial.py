@@ -127,6 +127,8 @@ EXPECTED_MESSAGES = {
     "oversized_file": "limit for a submitted file",
     "notebook_without_tags": "tagged",
     "wrong_homework": "hw2 submission",
+    "sparse_tar": "sparse",
+    "forged_answers": "output limit",
 }
 
 
@@ -138,15 +140,85 @@ def test_feedback_says_which_limit_or_rule_was_hit(adversarial_batch):
         assert message in text, (name, text[:500])
 
 
+def probe_source_lines(hw1) -> list[str]:
+    """Every line of the probe module longer than 20 characters, as written AND as each
+    unit's sandbox sees it (re-rendered by ast.unparse), case-name-only lines left out."""
+    suite = hw1.suite
+    texts = [suite.source] + [suite.unit_source(unit) for unit in suite.units]
+    names = {case.name for cases in suite.cases.values() for case in cases}
+    lines = {line.strip() for text in texts for line in text.splitlines()}
+    return sorted(
+        line
+        for line in lines
+        if len(line) > 20 and line.removeprefix("def ").removesuffix("():") not in names
+    )
+
+
+def expected_values(hw1) -> list[str]:
+    """Reference answers as feedback would print them (numbers of at least 5 characters)."""
+    from autograder.engine.answers import NDArrayAnswer
+
+    shown = set()
+    for answers in hw1.bundle.reference.values():
+        for value in answers.values():
+            if isinstance(value, NDArrayAnswer) and value.array.size:
+                if value.array.dtype.kind == "f":
+                    value = float(value.array.flat[0])
+            if isinstance(value, float):
+                text = f"{value:.8g}"
+                if len(text.lstrip("-")) >= 5:
+                    shown.add(text)
+    return sorted(shown)
+
+
 def test_hidden_probe_code_and_grader_paths_never_reach_feedback(hw1, adversarial_batch):
-    _, results, _ = adversarial_batch
-    probe_lines = [
-        line.strip()
-        for line in hw1.suite.source.splitlines()
-        if len(line.strip()) > 30 and not line.strip().startswith(("#", '"""'))
-    ]
+    """Neither the probe module (as written or as re-rendered for the sandbox) nor an
+    expected value of a hidden case reaches any feedback, whatever channel was used."""
+    _, results, out = adversarial_batch
+    probe_lines = probe_source_lines(hw1)
+    values = expected_values(hw1)
+    assert probe_lines and values
     for result in results:
+        name = result["extra_data"]["submission"]
         text = json.dumps(result["tests"]) + result["output"]
+        text += (out / name / "feedback.txt").read_text()
         assert str(REPO_ROOT) not in text
         for line in probe_lines:
-            assert line not in text, (result["extra_data"]["submission"], line)
+            assert line not in text, (name, line)
+        for value in values:
+            assert f"expected {value}" not in text, (name, value)
+
+
+def test_the_exfiltration_attack_ran_and_got_nothing_out(hw1, adversarial_batch):
+    _, results, out = adversarial_batch
+    by_name = {r["extra_data"]["submission"]: r for r in results}
+    result = by_name["exfiltrate_probes"]
+    feedback = (out / "exfiltrate_probes" / "feedback.txt").read_text()
+    assert "hidden probe code" in feedback or "unnamed exception type" in feedback  # it ran
+    # No run of 24 characters of any probe line, in any rendering, in the feedback.
+    windows = {line[i : i + 24] for line in probe_source_lines(hw1) for i in range(len(line) - 23)}
+    for piece in (feedback, json.dumps(result["tests"])):
+        found = [piece[i : i + 24] for i in range(len(piece) - 23) if piece[i : i + 24] in windows]
+        assert found == [], found[:5]
+    # The student-controlled text is bounded: grader-made lines plus at most 8 KB.
+    cases = sum(len(c) for c in hw1.suite.cases.values())
+    assert len(feedback) <= 8000 + 160 * cases + 400 * len(hw1.suite.units) + 1000
+
+
+def test_feedback_and_reports_are_plain_bounded_text(adversarial_batch):
+    """No terminal escape or control character (but newline and tab) reaches feedback.txt,
+    results.json, the gradebook or the report, and no submission makes them large."""
+    _, results, out = adversarial_batch
+    control = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+    for result in results:
+        name = result["extra_data"]["submission"]
+        feedback = (out / name / "feedback.txt").read_text()
+        stored = (out / name / "results.json").read_text()
+        assert not control.search(feedback), (name, control.search(feedback))
+        visible = json.loads(stored)
+        shown = visible["output"] + "".join(t["output"] for t in visible["tests"])
+        assert not control.search(shown), name
+        assert len(stored) < 300_000 and len(feedback) < 60_000, (name, len(stored))
+    gradebook = (out / "gradebook.csv").read_text()
+    assert not control.search(gradebook.replace("\r\n", "\n"))
+    assert (out / "report.html").stat().st_size < 2_000_000

@@ -161,6 +161,40 @@ def wrong_homework(dest: Path, blank: dict[str, bytes]) -> Path:
     return folder
 
 
+def sparse_tar(dest: Path, blank: dict[str, bytes]) -> Path:
+    """PAX sparse members: 2.7 GB once extracted from a ~60 KB .tar.gz (the holes cost nothing
+    in the compressed stream)."""
+    path = dest / "sparse_tar.tar.gz"
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        _tar_add_bytes(tar, "needle/autograd.py", blank["needle/autograd.py"])
+        for number in range(3000):
+            name = f"data/part{number:05d}.bin"
+            real_size = 900_000
+            data = f"1\n{real_size - 1}\n1\n".encode().ljust(512, b"\0") + b"x"
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.pax_headers = {
+                "GNU.sparse.major": "1",
+                "GNU.sparse.minor": "0",
+                "GNU.sparse.name": name,
+                "GNU.sparse.realsize": str(real_size),
+            }
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def long_member_name(dest: Path, blank: dict[str, bytes]) -> Path:
+    """A few KB of .tar.gz whose ignored members have multi-megabyte names full of terminal
+    escapes: they once became a 490 MB results.json and a 392 MB report.html."""
+    path = dest / "long_member_name.tar.gz"
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        _tar_add_bytes(tar, "needle/autograd.py", blank["needle/autograd.py"])
+        for number in range(8):
+            name = f"notes{number}/\x1b[2J\x1b[Hscore 100 / 100\r" + "\x07A" * 2_000_000
+            _tar_add_bytes(tar, name, b"x")
+    return path
+
+
 PACKAGING_ATTACKS = [
     symlink_in_tar,
     hardlink_in_tar,
@@ -173,6 +207,8 @@ PACKAGING_ATTACKS = [
     oversized_file,
     notebook_without_tags,
     wrong_homework,
+    sparse_tar,
+    long_member_name,
 ]
 
 
