@@ -102,7 +102,9 @@ def _pybind11_include() -> str | None:
         import pybind11
     except ImportError:
         return None
-    return pybind11.get_include()
+    # A staged runtime's site holds pybind11's headers only: a namespace package, no API.
+    get_include = getattr(pybind11, "get_include", None)
+    return get_include() if get_include is not None else None
 
 
 def _place(source: Path, target: Path) -> None:
@@ -237,13 +239,14 @@ def _public_parent_ok(path: Path) -> bool:
     )
 
 
-def shared_runtime_dir() -> Path:
+def shared_runtime_dir(parents: list[Path] | None = None) -> Path:
     """A folder of this user's that every user can traverse and no one else can write:
     ``/var/tmp/needle-runtime-<uid>`` (else under the temp folder). A folder of that name
     that someone else owns, that others can write, or that is a link is never trusted: a
     fresh folder with a random name is used instead (and removed at exit)."""
     uid = os.geteuid()
-    parents = [Path("/var/tmp"), Path(tempfile.gettempdir()), Path("/tmp")]
+    if parents is None:
+        parents = [Path("/var/tmp"), Path(tempfile.gettempdir()), Path("/tmp")]
     parents = [p for i, p in enumerate(parents) if p not in parents[:i] and _public_parent_ok(p)]
     for parent in parents:
         path = parent / f"needle-runtime-{uid}"
