@@ -166,17 +166,33 @@ def fallback_pins(python: str, numpy_version: str, pybind11_version: str) -> dic
 
 
 def _pip(args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pip", *args]
+    command = [sys.executable, "-m", "pip", *args, "--retries", "1", "--timeout", "30"]
     environment = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
+def _wheel_folder(python: str) -> Path:
+    return BUILD_DIR / "gradescope" / "wheels" / ("cp" + python.replace(".", ""))
+
+
 def resolve_pins(
-    python: str, numpy_version: str, pybind11_version: str, timeout: float = PIP_TIMEOUT_S
+    python: str,
+    numpy_version: str,
+    pybind11_version: str,
+    timeout: float = PIP_TIMEOUT_S,
+    cache: bool = True,
 ) -> tuple[dict[str, str], str]:
     """The newest numpy and pybind11 not above the grader's own that have wheels for CPython
     ``python`` on manylinux x86_64, as pip resolves them (``pip install --dry-run``, from
-    the index's metadata: no wheel is downloaded). Returns (pins, "pip" | "table: why")."""
+    the index's metadata: no wheel is downloaded). Returns (pins, "pip" | "table: why").
+
+    A resolution is remembered under build/gradescope/wheels/ per (Python, numpy, pybind11)
+    unless ``cache`` is false: later exports need no index."""
+    remembered = (
+        _wheel_folder(python) / f"pins-numpy{numpy_version}-pybind11{pybind11_version}.json"
+    )
+    if cache and remembered.exists():
+        return json.loads(remembered.read_text()), "pip"
     wanted = [f"numpy<={numpy_version}", f"pybind11<={pybind11_version}"]
     with tempfile.TemporaryDirectory(prefix="gradescope-pins-") as target:
         args = ["install", "--dry-run", "--quiet", "--report", "-", "--ignore-installed"]
@@ -193,6 +209,8 @@ def resolve_pins(
             for item in report["install"]
         }
         if set(pins) == {"numpy", "pybind11"}:
+            remembered.parent.mkdir(parents=True, exist_ok=True)
+            remembered.write_text(json.dumps(pins))
             return pins, "pip"
         why = f"pip chose {pins}"
     elif done is not None:
@@ -203,7 +221,7 @@ def resolve_pins(
 def fetch_wheels(python: str, pins: dict[str, str], timeout: float = PIP_TIMEOUT_S) -> list[Path]:
     """The wheels of ``pins`` for ``python``, downloaded once into build/gradescope/wheels/
     (``pip download``); [] when they cannot be fetched."""
-    folder = BUILD_DIR / "gradescope" / "wheels" / ("cp" + python.replace(".", ""))
+    folder = _wheel_folder(python)
     folder.mkdir(parents=True, exist_ok=True)
 
     def cached() -> list[Path]:

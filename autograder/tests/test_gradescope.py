@@ -194,3 +194,18 @@ def test_local_grading_and_the_export_give_identical_results_hw3(gradescope_root
     ]
     local = _same_results_locally_and_exported(hw3, zip_path, gradescope_root, submissions)
     assert 0 < local[0]["score"] < hw3.max_score
+
+
+def test_setup_sh_installs_into_a_venv_with_a_pin_per_python(export_zip):
+    """Never pip into the system Python (PEP 668); numpy pinned for each base image's
+    Python, 3.10 with a release that still supports it; valid bash."""
+    from autograder.authoring.export import GRADESCOPE_PYTHONS
+
+    with zipfile.ZipFile(export_zip) as archive:
+        setup = archive.read("setup.sh").decode()
+    assert "python3 -m venv" in setup and "python3 -m pip" not in setup
+    for python in GRADESCOPE_PYTHONS:
+        assert f"\n  {python}) REQUIREMENTS=(" in setup, python
+    line = next(x for x in setup.splitlines() if x.startswith("  3.10)"))
+    assert '"numpy==2.2.' in line or '"numpy==2.1.' in line or '"numpy==1.' in line, line
+    assert subprocess.run(["bash", "-n"], input=setup, text=True).returncode == 0

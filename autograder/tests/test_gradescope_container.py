@@ -250,5 +250,7 @@ def test_container_grading_equals_local_grading_in_every_submission_format(
     for path, local in zip(submissions, expected):
         exported = _grade_in_container(gradescope_image, path, tmp_path)
         assert exported["extra_data"].get("finished") is True, exported.get("output")
-        assert exported["extra_data"]["sandbox"]["isolated"] is True
+        sandbox = exported["extra_data"]["sandbox"]
+        assert sandbox["isolated"] is True and sandbox["kind"] in ("bwrap", "unshare", "user")
+        print(f"{path.name}: {exported['score']:g} in the container ({sandbox['kind']})")
         assert _comparable(exported) == _comparable(local), path.name
