@@ -84,9 +84,7 @@ def test_root_grades_from_a_checkout_under_a_0700_folder(hw1):
     try:
         finished = _grade(checkout, [], {"HOME": "/root"})
         results = _assert_full_marks(checkout, finished, hw1)
-        assert "nobody" in results["extra_data"]["sandbox"]["description"] or "uid" in (
-            results["extra_data"]["sandbox"]["description"]
-        )
+        assert "host uid" in results["extra_data"]["sandbox"]["description"]
         # The runtime the sandbox mounted is not under the private folder, but in the
         # per-user folder that everyone can traverse and only root can write.
         shared = shared_runtime_dir()
