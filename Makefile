@@ -35,6 +35,15 @@ system-deps:
 	      || echo "warning: could not install bubblewrap; the sandbox falls back to unshare/rlimits"; \
 	  else echo "note: bubblewrap not found and cannot be installed here; see README"; fi; \
 	fi
+	@if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 \
+	    || ! command -v debootstrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing podman, runc, uidmap, slirp4netns, debootstrap (--sandbox container)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      podman runc uidmap slirp4netns fuse-overlayfs debootstrap) >/dev/null 2>&1 \
+	      || echo "warning: could not install podman/runc/debootstrap; --sandbox container needs them"; \
+	  else echo "note: podman/runc/debootstrap not found (only for --sandbox container); see README"; fi; \
+	fi
 
 lint: setup
 	$(PY) -m ruff check library autograder assignments lectures
@@ -77,8 +86,10 @@ train-resnet9: setup
 train-lm: setup
 	$(PY) library/apps/train.py lstm-ptb
 
+# The container sandbox's image: docker/grader.Dockerfile where a registry answers, else the
+# local image (Debian minbase from the Debian archive + g++/CMake + this machine's runtime).
 docker: setup
-	$(PY) -m autograder image build
+	@$(PY) -m autograder image build
 
 clean:
 	rm -rf build $(VENV) .pytest_cache

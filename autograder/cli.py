@@ -160,9 +160,24 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_image(args) -> int:
-    from autograder.engine.container import build_image
+    import subprocess
 
-    image = build_image(engine=args.engine, base_image=args.base_image, local=args.local)
+    from autograder.engine.container import ContainerUnavailable, build_image
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    try:
+        image = build_image(
+            engine=args.engine,
+            base_image=args.base_image,
+            local=args.local,
+            fallback=not args.no_fallback,
+            log=log,
+        )
+    except (ContainerUnavailable, OSError, subprocess.TimeoutExpired) as error:
+        print(f"autograder: {error}", file=sys.stderr)
+        return 2
     print(image)
     return 0
 
@@ -222,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--base-image", default=None, help="Dockerfile BASE_IMAGE")
     image.add_argument(
         "--local", action="store_true", help="import a local root file system (no registry)"
+    )
+    image.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="fail when the Dockerfile cannot be built instead of building the local image",
     )
     return parser
 

@@ -2,12 +2,15 @@
 #
 #   autograder image build [--base-image IMAGE]    (or: make docker)
 #
+# Without a registry, `autograder image build` falls back to (and `--local` builds) an image
+# with the same contract made from Debian's archive by debootstrap: see container.py.
+#
 # It holds an interpreter, numpy, pybind11 and a C++ toolchain, and nothing of the course:
 # no reference library, no probes, no answers. The grader bind-mounts the submission's
 # workspace and the probe runner of one unit read-only, and runs the container with no
 # network, a read-only root, user 1000, no capabilities and memory/pids/CPU limits.
 #
-# The paths are a contract with the grader (autograder/sandbox.py):
+# The paths are a contract with the grader (autograder/engine/container.py):
 #   /opt/runtime/bin/python3          the interpreter, started as `python3 -I -S -B`
 #   /opt/runtime/include/pythonX.Y    its C headers (pybind11 builds)
 #   /opt/site                         numpy and pybind11, added to sys.path by the runner
@@ -15,7 +18,9 @@
 # For CUDA homeworks use a CUDA devel base with the same Python, e.g.
 #   --base-image nvidia/cuda:12.4.1-devel-ubuntu22.04 (install python3.11 there first).
 
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+# `autograder image build` passes the grader's own Python minor version and numpy version.
+ARG PYTHON_VERSION=3.11
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ARG NUMPY_VERSION=2.4.6
