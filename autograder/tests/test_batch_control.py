@@ -253,3 +253,28 @@ def test_a_folder_of_archives_grades_each_archive(hw1, hw1_grader, tmp_path):
     scores = {r["extra_data"]["submission"]: r["score"] for r in results}
     assert scores == {"alice": hw1.max_score, "bob": 0.0}
     assert set(_rows(out)) == {"alice", "bob"}
+
+
+def test_a_sandbox_that_breaks_midway_stops_the_batch_without_zeros(hw1, tmp_path):
+    from autograder.engine.sandbox import local_sandbox
+
+    working = local_sandbox()
+
+    class BreaksAfterCanary(type(working)):  # type: ignore[misc]
+        def __init__(self):
+            self.__dict__.update(working.__dict__)
+            self.runs = 0
+
+        def command(self, argv, mounts, limits, cwd):
+            self.runs += 1
+            if self.runs > 1:
+                return ["/bin/sh", "-c", 'echo "engine died (test)" >&2; exit 125']
+            return super().command(argv, mounts, limits, cwd)
+
+    subs = [make_submission(tmp_path / "subs" / n, hw1, REFERENCE) for n in ("alice", "bob")]
+    out = tmp_path / "out"
+    with Grader(hw1.bundle, BreaksAfterCanary()) as grader:
+        with pytest.raises(SandboxBroken) as raised:
+            grader.grade_batch(subs, out, progress=False)
+    assert "stopped working" in str(raised.value) and "engine died (test)" in str(raised.value)
+    assert not list(out.glob("*/results.json")) and not (out / "gradebook.csv").exists()
