@@ -144,10 +144,15 @@ def build_native(workspace: Path, assignment: Assignment) -> None:
         raise RuntimeError(f"make build failed in {workspace}:\n{result.stderr[-3000:]}")
 
 
-def run_public_tests(workspace: Path, assignment: Assignment, quick: bool) -> tuple[list[str], str]:
-    """Run the release's public tests; return (failing test ids, a short note)."""
+def run_public_tests(
+    workspace: Path, assignment: Assignment, quick: bool, select: str | None = None
+) -> tuple[list[str], str]:
+    """Run the release's public tests (those ``select``, a ``-k`` expression, picks); return
+    (failing test ids, a short note)."""
     report = workspace / ".coverage-junit.xml"
     command = [sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"]
+    if select:
+        command += ["-k", select]
     command += ["-p", "no:hypothesispytest"]  # its import alone costs seconds per run
     command += ["--junitxml", str(report), "-o", "junit_family=xunit1"]
     if quick:
