@@ -46,13 +46,14 @@ class BatchInterrupted(BaseException):
 
 
 @contextlib.contextmanager
-def signals_stop_batch() -> Iterator[None]:
+def signals_stop_batch() -> Iterator[list[int]]:
     """While active (main thread only), SIGINT and SIGTERM raise ``BatchInterrupted`` in the
-    main thread; once one arrived, further ones are ignored until the batch has stopped."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    main thread. Once one arrived, or once the batch appends to the yielded list (it is
+    stopping for another reason), further signals are ignored: the stop runs to its end."""
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
 
     def handler(signum, frame):
         if received:
@@ -62,7 +63,7 @@ def signals_stop_batch() -> Iterator[None]:
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield received
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -134,8 +135,8 @@ def grade_batch(
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs))
     futures: dict[concurrent.futures.Future, str] = {}
     stopped: BaseException | None = None
-    try:
-        with signals_stop_batch():
+    with signals_stop_batch() as signals:
+        try:
             for path, name in todo:
                 futures[pool.submit(grader.grade, path, out_dir, name)] = name
             for future in concurrent.futures.as_completed(futures):
@@ -153,21 +154,22 @@ def grade_batch(
                     )
                     write_results(results[name], out_dir, name)
                 bar.update(1)
-    except (BatchInterrupted, KeyboardInterrupt, SandboxBroken) as error:
-        stopped = error
-        _stop_workers(grader, pool, futures)
-        for future, name in futures.items():  # those that finished in the meantime
-            if future.done() and not future.cancelled() and future.exception() is None:
-                results[name] = future.result()
-    finally:
-        pool.shutdown(wait=stopped is None, cancel_futures=True)
-        bar.close()
-    from autograder.engine.report import load_results, write_batch_outputs
+        except (BatchInterrupted, KeyboardInterrupt, SandboxBroken) as error:
+            stopped = error
+            signals.append(0)  # stopping: a second Ctrl-C does not cut the stop short
+            _stop_workers(grader, pool, futures)
+            for future, name in futures.items():  # those that finished in the meantime
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    results[name] = future.result()
+        finally:
+            pool.shutdown(wait=stopped is None, cancel_futures=True)
+            bar.close()
+        from autograder.engine.report import load_results, write_batch_outputs
 
-    # The gradebook and report: every result of this homework in the folder, not only ours.
-    everything = load_results(out_dir, homework=grader.bundle.name)
-    if everything:
-        write_batch_outputs(out_dir, everything, grader.bundle)
+        # The gradebook and report: every result of this homework in the folder, not ours only.
+        everything = load_results(out_dir, homework=grader.bundle.name)
+        if everything:
+            write_batch_outputs(out_dir, everything, grader.bundle)
     if stopped is not None:
         if isinstance(stopped, KeyboardInterrupt):
             raise BatchInterrupted(signal.SIGINT) from None
