@@ -43,7 +43,12 @@ def _homework_and_grader(args):
         overrides.update(wall_s=float(args.timeout), cpu_s=int(args.timeout))
     if getattr(args, "memory_mb", None):
         overrides["memory_bytes"] = int(args.memory_mb) * 1024 * 1024
-    return Grader(homework, sandbox, limit_overrides=overrides)
+    return Grader(
+        homework,
+        sandbox,
+        limit_overrides=overrides,
+        require_all_units=bool(getattr(args, "require_gpu", False)),
+    )
 
 
 def print_score_table(results: list[dict], stream=sys.stdout) -> None:
@@ -206,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--memory-mb", type=int, help="per-process memory limit")
     grade.add_argument(
         "--no-resume", action="store_true", help="regrade submissions already graded"
+    )
+    grade.add_argument(
+        "--require-gpu",
+        action="store_true",
+        help="fail when a unit cannot be graded here (e.g. CUDA without a GPU) instead of "
+        "leaving it out of max_score",
     )
     grade.add_argument(
         "--bundle", help="grade with this grading bundle folder (default: build it from HW)"

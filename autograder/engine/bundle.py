@@ -62,6 +62,21 @@ class GradingBundle:
     def max_score(self) -> float:
         return float(sum(self.points.values()))
 
+    def not_gradable_units(self) -> dict[str, str]:
+        """Units none of whose cases this bundle's reference could run (e.g. CUDA without a
+        GPU), with the reason: they are left out of ``max_score``."""
+        found = {}
+        for unit in self.points:
+            answers = list(self.reference.get(unit, {}).values())
+            if answers and all(answer_io.is_not_gradable(a) for a in answers):
+                found[unit] = answers[0].message[:300]
+        return found
+
+    @property
+    def gradable_max_score(self) -> float:
+        skipped = self.not_gradable_units()
+        return float(sum(p for unit, p in self.points.items() if unit not in skipped))
+
     def check(self) -> None:
         """Every unit with points has probes and every probed unit has points."""
         mismatch = unit_mismatch(self.name, self.points, self.suite)

@@ -179,8 +179,17 @@ class Grader:
         limit_overrides: dict | None = None,
         scratch_dir: Path | None = None,
         log: Callable[[str], None] | None = None,
+        require_all_units: bool = False,
     ):
+        """``require_all_units`` (``grade --require-gpu``): refuse to grade when a unit cannot
+        run on this machine, instead of leaving it out of ``max_score``."""
         bundle.check()
+        missing = bundle.not_gradable_units()
+        if require_all_units and missing:
+            raise GraderSetupError(
+                "these units cannot be graded on this machine: "
+                + "; ".join(f"{unit} ({why})" for unit, why in missing.items())
+            )
         self.bundle = bundle
         self.sandbox = sandbox
         # Limits set by the person grading (--timeout...) win over a probe module's LIMITS.

@@ -37,9 +37,20 @@ def unit_names(results: list[dict]) -> list[str]:
     names: list[str] = []
     for result in results:
         for test in result.get("tests", []):
-            if test["name"] not in names and test.get("max_score", 0):
+            if test["name"] not in names and (test.get("max_score", 0) or _not_graded(test)):
                 names.append(test["name"])
     return names
+
+
+def _not_graded(test: dict) -> bool:
+    """A unit this grader could not run (e.g. CUDA without a GPU): shown, never a zero."""
+    return bool(test.get("extra_data", {}).get("not_graded"))
+
+
+def _cell(test: dict | None):
+    if test is None:
+        return ""
+    return "not graded" if _not_graded(test) else test["score"]
 
 
 def write_gradebook(path: Path, results: list[dict]) -> None:
@@ -51,7 +62,7 @@ def write_gradebook(path: Path, results: list[dict]) -> None:
             extra = result.get("extra_data", {})
             by_name = {t["name"]: t for t in result.get("tests", [])}
             row = [extra.get("submission", ""), result["score"], result["max_score"]]
-            row += [by_name[u]["score"] if u in by_name else "" for u in units]
+            row += [_cell(by_name.get(u)) for u in units]
             note = "" if extra.get("gradable", True) else result.get("output", "")[-200:]
             row += ["yes" if extra.get("gradable", True) else "no", note.replace("\n", " ")]
             writer.writerow([_csv_cell(cell) for cell in row])
@@ -165,7 +176,14 @@ def render_html(results: list[dict], title: str) -> str:
     parts.append("<h2>Pass rate per test</h2><table><tr><th class='name'>test</th>")
     parts.append("<th>points</th><th>full marks</th><th>mean score</th></tr>")
     for unit in units:
-        tests = [t for r in results for t in r.get("tests", []) if t["name"] == unit]
+        every = [t for r in results for t in r.get("tests", []) if t["name"] == unit]
+        tests = [t for t in every if not _not_graded(t)]  # left out of rates and means
+        if every and not tests:
+            parts.append(
+                f"<tr><td class='name'>{esc(unit)}</td><td colspan='3'>not graded here: "
+                f"{esc(str(every[0]['extra_data']['not_graded'])[:120])}</td></tr>"
+            )
+            continue
         full = sum(1 for t in tests if t["score"] >= t["max_score"])
         mean_unit = sum(t["score"] for t in tests) / len(tests) if tests else 0
         points = tests[0]["max_score"] if tests else 0
@@ -187,6 +205,9 @@ def render_html(results: list[dict], title: str) -> str:
             test = by_name.get(unit)
             if test is None:
                 parts.append("<td></td>")
+                continue
+            if _not_graded(test):
+                parts.append("<td data-value='-1' title='not graded here'>n/g</td>")
                 continue
             css = (
                 "full"

@@ -163,15 +163,19 @@ def bound_feedback(outcomes: list[UnitOutcome], scrub: Scrubber, budget: int) ->
 
 
 def unit_feedback(outcome: UnitOutcome) -> str:
-    passed = sum(c.passed for c in outcome.cases)
+    if not outcome.graded:
+        return f"Not graded here: {outcome.not_graded_reason} (left out of the total)."
+    graded = [c for c in outcome.cases if c.graded]
+    passed = sum(c.passed for c in graded)
     lines = [
-        f"{passed} of {len(outcome.cases)} checks passed: {outcome.score:g} / {outcome.points:g}"
-        " points"
+        f"{passed} of {len(graded)} checks passed: {outcome.score:g} / {outcome.points:g} points"
     ]
+    if len(graded) < len(outcome.cases):
+        lines.append(f"{len(outcome.cases) - len(graded)} checks cannot run here (not counted).")
     if outcome.ended != "finished":
         lines.append(f"The probe process {outcome.ended}.")
     for case in outcome.cases:
-        mark = "PASS" if case.passed else "FAIL"
+        mark = "PASS" if case.passed else ("FAIL" if case.graded else "SKIP")
         lines.append(
             f"  [{mark}] {case.name}" + (f": {case.explanation}" if case.explanation else "")
         )
@@ -218,6 +222,7 @@ def _extra(grader: Grader, name: str) -> dict:
             "isolated": sandbox.isolated,
             "description": sandbox.describe(),
             "image": getattr(sandbox, "image_id", None),
+            "memory_enforced": sandbox.memory_enforcement,  # "cgroup" | "rlimit-only"
             "limits": dataclasses.asdict(grader.limits),
         },
         "bundle_key": bundle.key,
@@ -229,13 +234,22 @@ def _extra(grader: Grader, name: str) -> dict:
 
 
 def _banner(sandbox: Sandbox) -> list[str]:
-    if sandbox.isolated:
-        return []
-    return [
-        "WARNING: NOT ISOLATED. This submission ran without a sandbox "
-        f"({sandbox.describe()}); its score cannot be trusted.",
-        "",
-    ]
+    lines = []
+    if not sandbox.isolated:
+        lines += [
+            "WARNING: NOT ISOLATED. This submission ran without a sandbox "
+            f"({sandbox.describe()}); its score cannot be trusted.",
+            "",
+        ]
+    if sandbox.memory_enforcement != "cgroup":
+        lines += [MEMORY_NOT_ENFORCED, ""]
+    return lines
+
+
+MEMORY_NOT_ENFORCED = (
+    "NOTE: the memory limit is not fully enforced on this grader (no memory cgroup: only "
+    "each process's address space is limited)."
+)
 
 
 def ungradable(grader: Grader, name: str, reason: str, start: float) -> dict:
@@ -243,13 +257,14 @@ def ungradable(grader: Grader, name: str, reason: str, start: float) -> dict:
     bundle = grader.bundle
     reason = answer_io.safe_text(reason, NOTES_BUDGET)
     tests = []
+    not_graded = bundle.not_gradable_units()
     for number, (unit, points) in enumerate(bundle.points.items(), start=1):
         tests.append(
             {
                 "name": unit,
                 "number": str(number),
                 "score": 0.0,
-                "max_score": points,
+                "max_score": 0.0 if unit in not_graded else points,
                 "status": "failed",
                 "output": reason,
                 "visibility": "visible",
@@ -260,7 +275,7 @@ def ungradable(grader: Grader, name: str, reason: str, start: float) -> dict:
     extra["gradable"] = False
     return {
         "score": 0.0,
-        "max_score": bundle.max_score,
+        "max_score": float(sum(t["max_score"] for t in tests)),
         "execution_time": int(round(time.monotonic() - start)),
         "output": "\n".join(_banner(grader.sandbox) + [reason]),
         "output_format": "text",
@@ -298,8 +313,8 @@ def graded(
                 "name": outcome.unit,
                 "number": str(number),
                 "score": outcome.score,
-                "max_score": outcome.points,
-                "status": "passed" if outcome.score == outcome.points else "failed",
+                "max_score": outcome.max_score,
+                "status": "passed" if outcome.score == outcome.max_score else "failed",
                 "output": unit_feedback(outcome),
                 "output_format": "text",
                 "visibility": "visible",
@@ -309,6 +324,7 @@ def graded(
                     "ended": outcome.ended,
                     "wall_s": round(outcome.wall_s, 3),
                     "output_tail": outcome.output_tail,  # instructors only
+                    **({} if outcome.graded else {"not_graded": outcome.not_graded_reason}),
                 },
             }
         )
@@ -326,7 +342,7 @@ def graded(
     )
     return {
         "score": round(sum(t["score"] for t in tests), 4),
-        "max_score": grader.bundle.max_score,
+        "max_score": float(sum(t["max_score"] for t in tests)),
         "execution_time": int(round(time.monotonic() - start)),
         "output": "\n".join(lines).strip(),
         "output_format": "text",

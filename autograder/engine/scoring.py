@@ -22,6 +22,7 @@ class CaseOutcome:
     passed: bool
     explanation: str = ""
     student_text: bool = False  # the explanation quotes text the submission chose
+    graded: bool = True  # False: this grader cannot run the case (e.g. no GPU); not counted
 
 
 @dataclasses.dataclass
@@ -34,9 +35,23 @@ class UnitOutcome:
     output_tail: str = ""
 
     @property
+    def graded(self) -> bool:
+        """False when no case of the unit can be graded here: it is left out of max_score."""
+        return any(c.graded for c in self.cases)
+
+    @property
+    def max_score(self) -> float:
+        return self.points if self.graded else 0.0
+
+    @property
+    def not_graded_reason(self) -> str:
+        reason = next((c.explanation for c in self.cases if not c.graded), "")
+        return reason.removeprefix("not graded here: ")
+
+    @property
     def score(self) -> float:
-        total = sum(c.weight for c in self.cases)
-        passed = sum(c.weight for c in self.cases if c.passed)
+        total = sum(c.weight for c in self.cases if c.graded)
+        passed = sum(c.weight for c in self.cases if c.passed and c.graded)
         return round(self.points * passed / total, 4) if total else 0.0
 
 
@@ -57,9 +72,9 @@ def score_unit(
         expected = reference[info.name]
         got = parsed.cases.get(info.name)
         tolerance = answer_io.Tolerance(info.rtol, info.atol, info.check_dtype)
-        if answer_io.is_not_gradable(expected):  # never a pass, whatever was answered
-            reason = f"not graded on this machine: {expected.message[:300]}"
-            cases.append(CaseOutcome(info.name, info.weight, False, reason))
+        if answer_io.is_not_gradable(expected):  # never a pass, and never counted
+            reason = f"not graded here: {expected.message[:300]}"
+            cases.append(CaseOutcome(info.name, info.weight, False, reason, graded=False))
             continue
         if got is None:
             why = ended

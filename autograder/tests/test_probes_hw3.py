@@ -187,11 +187,14 @@ def test_reference_blank_and_mixed_submissions_get_exactly_their_points(hw3, hw3
                 unit,
                 tests[unit]["output"][:500],
             )
-        if not gpu_here():  # CUDA units: not graded on this machine, never passed
+        if not gpu_here():  # CUDA units: not graded here, left out of max_score, never passed
             for unit in [u for u in points if "cuda" in u]:
-                assert tests[unit]["score"] == 0, (name, unit)
-                assert "not graded on this machine" in tests[unit]["output"], (name, unit)
+                assert tests[unit]["score"] == 0 and tests[unit]["max_score"] == 0, (name, unit)
+                assert "Not graded here: " in tests[unit]["output"], (name, unit)
                 assert "needs a CUDA GPU" in tests[unit]["output"], (name, unit)
+                assert tests[unit]["extra_data"]["not_graded"], (name, unit)
+            gradable = sum(p for u, p in points.items() if "cuda" not in u)
+            assert by_name[name]["max_score"] == pytest.approx(gradable), name
     # The blank release compiles (its stubs throw at run time) and says what is missing.
     blank = {t["name"]: t for t in by_name["blank"]["tests"]}
     assert by_name["blank"]["extra_data"]["built"] is True
