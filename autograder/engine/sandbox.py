@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from autograder.engine import cgroups
+
 MiB = 1024 * 1024
 NOBODY = 65534
 SANDBOX_UID = 1000  # the uid the submission sees inside the namespaces / container
@@ -140,6 +142,9 @@ def describe_end(result: RunResult, limits: SandboxLimits) -> str:
     sig = result.signal
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL and result.limit == "cpu"):
         return f"stopped: CPU time limit of {limits.cpu_s} s exceeded"
+    if result.limit == "memory-cgroup":
+        total = cgroups.memory_max(limits.memory_bytes, limits.tmp_bytes) // MiB
+        return f"stopped: {cgroups.MEMORY_MESSAGE} ({total} MiB for all its processes and /tmp)"
     if sig == signal.SIGXFSZ:
         return f"stopped: file size limit of {limits.file_size_bytes // MiB} MiB exceeded"
     if sig == signal.SIGKILL:
@@ -166,6 +171,13 @@ class Sandbox:
     kind = "abstract"
     isolated = True  # False: the submission can see the host; reports carry a warning
     remaps_paths = True  # False: mounts are not made; commands use host paths
+    memory_cgroup = False  # True: each run gets a memory cgroup where one can be had
+
+    @property
+    def memory_enforcement(self) -> str:
+        """``"cgroup"``: all the memory of a run is bounded; ``"rlimit-only"``: only the
+        address space of each process (memfd, /dev/shm and tmpfs files escape it)."""
+        return cgroups.enforcement() if self.memory_cgroup else "rlimit-only"
 
     @property
     def writer_uid(self) -> int | None:
@@ -204,14 +216,30 @@ class Sandbox:
         that start with ``record_prefix`` are answer records (``RunResult.records``)."""
         prepare_mount_permissions(mounts, self.writer_uid)
         command = self.command(argv, mounts, limits, self.view(mounts, cwd))
-        return run_bounded(
-            command,
-            limits,
-            env=self.launcher_env(env or {}),
-            preexec=self.preexec(limits),
-            cleanup=self.cleanup,
-            record_prefix=record_prefix,
-        )
+        preexec = self.preexec(limits)
+        confinement = None
+        if self.memory_cgroup:
+            try:
+                confinement = cgroups.Confinement(
+                    limits.memory_bytes, limits.tmp_bytes, limits.processes
+                )
+            except RuntimeError as error:
+                return RunResult(None, 0.0, "", "", 0, error=str(error))
+            preexec = confinement.preexec(preexec)
+        result: RunResult | None = None
+        try:
+            result = run_bounded(
+                command,
+                limits,
+                env=self.launcher_env(env or {}),
+                preexec=preexec,
+                cleanup=self.cleanup,
+                record_prefix=record_prefix,
+            )
+            return result
+        finally:
+            if confinement is not None:
+                confinement.finish(result)  # names an OOM kill, kills the rest, removes it
 
     def launcher_env(self, env: dict[str, str]) -> dict[str, str]:
         return {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", **env}
@@ -355,7 +383,7 @@ def run_bounded(
             preexec_fn=preexec,
             close_fds=True,
         )
-    except OSError as error:
+    except (OSError, subprocess.SubprocessError) as error:  # a failed preexec: not started
         return RunResult(None, 0.0, "", "", 0, error=f"{command[0]}: {error}")
     with _RUNNING_LOCK:
         _RUNNING[process.pid] = (process, cleanup)
@@ -482,6 +510,7 @@ def _system_binds() -> list[list[str]]:
 
 class BwrapSandbox(Sandbox):
     kind = "bwrap"
+    memory_cgroup = True
 
     def __init__(self, bwrap: str):
         self.bwrap = bwrap
@@ -558,6 +587,7 @@ class UnshareSandbox(Sandbox):
     """Namespaces with util-linux ``unshare``; the view is built by a small mount script."""
 
     kind = "unshare"
+    memory_cgroup = True
 
     def describe(self) -> str:
         return "unshare namespaces (user/mount/pid/net/ipc/uts, chroot view, no capabilities)"
@@ -616,6 +646,7 @@ class PlainSandbox(Sandbox):
     kind = "plain"
     isolated = False
     remaps_paths = False
+    memory_cgroup = True
 
     def __init__(self, reason: str = ""):
         self.reason = reason
@@ -695,6 +726,7 @@ class TrustedRunner(PlainSandbox):
 
     kind = "trusted"
     writer_uid = None
+    memory_cgroup = False  # reference code: trusted, and not a student's run
 
     def describe(self) -> str:
         return "trusted subprocess (reference answers)"
