@@ -161,6 +161,14 @@ def render_html(results: list[dict], title: str) -> str:
             "<div class='banner'>NOT ISOLATED: some submissions ran without a sandbox; "
             "their scores cannot be trusted.</div>"
         )
+    if any(
+        r.get("extra_data", {}).get("sandbox", {}).get("memory_enforced") == "rlimit-only"
+        for r in results
+    ):
+        parts.append(
+            "<p><b>Memory limit not fully enforced</b>: some submissions ran without a memory "
+            "cgroup (only each process's address space was limited).</p>"
+        )
     mean = sum(scores) / len(scores) if scores else 0.0
     gradable = sum(1 for r in results if r.get("extra_data", {}).get("gradable", True))
     parts.append(f"<h1>{esc(title)}</h1>")

@@ -255,3 +255,15 @@ def test_a_cgroup_that_cannot_be_joined_means_no_run(runtime, tmp_path, monkeypa
     result = run_python(PlainSandbox("test"), runtime, tmp_path, "print('RAN')")
     assert result.error and "RAN" not in result.output, result
     assert _leftover_run_cgroups() == []
+
+
+def test_the_report_says_when_memory_was_not_enforced():
+    from autograder.engine.report import render_html
+
+    def result(enforced: str) -> dict:
+        sandbox = {"isolated": True, "description": "bwrap", "memory_enforced": enforced}
+        return {"score": 1.0, "max_score": 1.0, "tests": [], "extra_data": {"sandbox": sandbox}}
+
+    assert "Memory limit not fully enforced" not in render_html([result("cgroup")], "hw1")
+    both = render_html([result("cgroup"), result("rlimit-only")], "hw1")
+    assert "Memory limit not fully enforced" in both
