@@ -48,6 +48,7 @@ system-deps:
 lint: setup
 	$(PY) -m ruff check library autograder assignments lectures
 	$(PY) -m ruff format --check library autograder assignments lectures
+	$(PY) -m mypy
 
 # Every test (about 15 minutes on 2 cores): the library, the autograder (every homework graded,
 # the adversarial suite, a batch of 50), the releases and mutation coverage, the notebooks.

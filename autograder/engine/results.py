@@ -256,7 +256,7 @@ def ungradable(grader: Grader, name: str, reason: str, start: float) -> dict:
     """Results for a submission that could not be graded: every unit 0, the reason shown."""
     bundle = grader.bundle
     reason = answer_io.safe_text(reason, NOTES_BUDGET)
-    tests = []
+    tests: list[dict[str, Any]] = []
     not_graded = bundle.not_gradable_units()
     for number, (unit, points) in enumerate(bundle.points.items(), start=1):
         tests.append(

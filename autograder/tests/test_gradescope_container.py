@@ -191,7 +191,7 @@ def _archives(folder: Path, out: Path) -> list[Path]:
     with tarfile.open(as_tar, "w:gz") as archive:
         for path in files:
             archive.add(path, f"hw1/{path.relative_to(folder).as_posix()}")
-    cells = [
+    cells: list[dict] = [
         {
             "cell_type": "code",
             "metadata": {"tags": [f"submission:{path.relative_to(folder).as_posix()}"]},
