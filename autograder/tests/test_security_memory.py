@@ -267,3 +267,24 @@ def test_the_report_says_when_memory_was_not_enforced():
     assert "Memory limit not fully enforced" not in render_html([result("cgroup")], "hw1")
     both = render_html([result("cgroup"), result("rlimit-only")], "hw1")
     assert "Memory limit not fully enforced" in both
+
+
+def test_cgroup_v2_files_on_a_stand_in_tree(tmp_path):
+    """The v2 path on a plain folder standing in for a cgroup2 mount (this machine may have
+    the memory controller in v1 only): controllers enabled for the children, the limits
+    written, memory.events read."""
+    root = tmp_path / "cgroup2"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    (root / "cgroup.subtree_control").write_text("")
+    (root / "cgroup.procs").write_text("")
+    parent = cgroups._v2_parent(str(root), "/")
+    assert parent == root
+    assert (root / "cgroup.subtree_control").read_text() == "+memory +pids"
+    hierarchy = cgroups.Hierarchy(2, root, root)
+    run = cgroups.RunCgroup(hierarchy, 100 * MiB, 24)
+    assert (run.memory / "memory.max").read_text() == str(100 * MiB)
+    (run.memory / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    (run.memory / "memory.peak").write_text(f"{99 * MiB}\n")
+    assert run.outcome() == cgroups.Outcome(oom_kills=1, peak_bytes=99 * MiB)
+    assert cgroups.memory_max(512 * MiB, 64 * MiB) == 640 * MiB
