@@ -516,6 +516,11 @@ class ContainerSandbox(Sandbox):
             f"non-root user, no capabilities, {self.choice.describe()})"
         )
 
+    @property
+    def memory_enforcement(self) -> str:
+        """The engine's cgroup bounds the whole container when the probe saw it hold."""
+        return "cgroup" if self.choice.enforced else "rlimit-only"
+
     def rlimits(self, limits: SandboxLimits) -> dict:
         # RLIMIT_NPROC counts every process of uid 1000 on the host, across containers;
         # the per-container pids cgroup (--pids-limit) bounds processes instead.
