@@ -27,6 +27,7 @@ Schema (every key below; optional ones show their default)::
 
     [grading]
     probes = "autograder/probes/hw1.py"
+    variants = 3                      # seeded input variants with reference answers (>= 1)
 
     [grading.points]                  # unit → points; unit names: docs/course.md#grading-units
     forward = 10
@@ -56,6 +57,10 @@ ASSIGNMENTS_DIR = REPO_ROOT / "assignments"
 
 _EARLIER_POLICIES = ("filled", "stubbed")
 _BUILDS = ("none", "ext", "cmake")
+# Seeded input variants per homework (docs/grading.md#variants): reference answers for each
+# are computed when the grading bundle is built, so the build takes VARIANTS times as long.
+DEFAULT_VARIANTS = 3
+MAX_VARIANTS = 50
 
 
 class AssignmentError(ValueError):
@@ -88,6 +93,7 @@ class Assignment:
     probes: str | None
     points: dict[str, float] = field(default_factory=dict)
     selectors: dict[str, str] = field(default_factory=dict)
+    variants: int = DEFAULT_VARIANTS
     root: Path = REPO_ROOT
     toml_path: Path = ASSIGNMENTS_DIR
 
@@ -222,6 +228,10 @@ def load(hw: str, root: Path | None = None) -> Assignment:
         if not isinstance(value, (int, float)) or value < 0:
             raise AssignmentError(f"{path}: points of {unit!r} must be a non-negative number")
 
+    variants = grading.get("variants", DEFAULT_VARIANTS)
+    if type(variants) is not int or not 1 <= variants <= MAX_VARIANTS:
+        raise AssignmentError(f"{path}: [grading] variants must be an integer 1..{MAX_VARIANTS}")
+
     accept = tuple(need(submission, "accept", list, "submission"))
     for item in accept:
         if item.startswith("/") or ".." in Path(item).parts:
@@ -242,6 +252,7 @@ def load(hw: str, root: Path | None = None) -> Assignment:
         probes=grading.get("probes"),
         points={k: float(v) for k, v in points.items()},
         selectors=dict(selectors),
+        variants=variants,
         root=root,
         toml_path=path,
     )

@@ -2,10 +2,11 @@
 for grading.
 
 ``build_bundle(hw)`` renders the homework's blank and reference-filled releases, runs the
-hidden probes on the reference (outside any sandbox: it is our own code), and saves the
+hidden probes on the reference (outside any sandbox: it is our own code) once per input
+variant (``[grading] variants``, see ``autograder.engine.kit.derive_seed``), and saves the
 bundle under ``build/autograder/bundles/HW/KEY/``. KEY hashes every input (probes, kit,
-runner, both releases, points, limits, the runtime), so a bundle is rebuilt exactly when
-something it was made from changed.
+runner, both releases, points, limits, the number of variants, the runtime), so a bundle
+is rebuilt exactly when something it was made from changed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from autograder.authoring.assignment import Assignment, AssignmentError, load
 from autograder.authoring.release import ReleaseError, render_release
@@ -72,6 +73,7 @@ def build_bundle(
             sort_keys=True,
         ),
         runtime.key,
+        f"variants={assignment.variants}",
     ]
     reference_key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
     folder = bundles_dir(build_dir) / assignment.name / reference_key
@@ -96,8 +98,13 @@ def build_bundle(
     mismatch = unit_mismatch(bundle.name, bundle.points, suite)
     if mismatch:
         raise GraderSetupError(mismatch)
-    log(f"computing reference answers for {bundle.name} (saved in its grading bundle)")
-    bundle.reference = reference_answers(bundle, reference_files, log)
+    log(
+        f"computing reference answers for {bundle.name}, {assignment.variants} input "
+        "variant(s) (saved in its grading bundle)"
+    )
+    every = reference_answers_by_variant(bundle, reference_files, log, range(assignment.variants))
+    bundle.reference = every[0]
+    bundle.variants = every[1:]
     bundle.save(folder)
     return bundle
 
@@ -105,7 +112,19 @@ def build_bundle(
 def reference_answers(
     bundle: GradingBundle, reference_files: dict[str, bytes], log: Callable[[str], None]
 ) -> dict[str, dict[str, Any]]:
-    """The probes' answers on the reference-filled release, unit by unit (trusted run)."""
+    """The probes' answers on the reference-filled release for variant 0 (the seeds as
+    written), unit by unit (trusted run)."""
+    return reference_answers_by_variant(bundle, reference_files, log, [0])[0]
+
+
+def reference_answers_by_variant(
+    bundle: GradingBundle,
+    reference_files: dict[str, bytes],
+    log: Callable[[str], None],
+    variants: Iterable[int],
+) -> list[dict[str, dict[str, Any]]]:
+    """The probes' answers on the reference-filled release, for each of ``variants``, unit by
+    unit (trusted run; the reference is built once)."""
     runtime = ensure_runtime()
     scratch = Scratch()
     try:
@@ -125,24 +144,31 @@ def reference_answers(
         if not built:
             raise GraderSetupError(f"the reference does not compile:\n{build_log[-3000:]}")
         probes = ProbeRunner(bundle.suite, bundle.backend, runtime, scratch)
-        reference: dict[str, dict[str, Any]] = {}
+        every: list[dict[str, dict[str, Any]]] = []
         problems = []
-        for unit in bundle.suite.units:
-            unit_limits = effective_limits(limits, bundle.suite, unit, {})
-            parsed, result = probes.run(unit, workspace, runner, unit_limits)
-            for info in bundle.suite.cases[unit]:
-                value = parsed.cases.get(info.name)
-                if value is None:
-                    problems.append(
-                        f"{unit}/{info.name}: no answer ({describe_end(result, unit_limits)})\n"
-                        + result.output[-2000:]
-                    )
-                elif answer_io.is_not_gradable(value):
-                    log(f"{unit}/{info.name}: not gradable here: {value.message}")
-                elif isinstance(value, answer_io.ErrorAnswer):
-                    where = "".join(f"\n    {f}:{n} in {fn}" for f, n, fn in value.frames[-4:])
-                    problems.append(f"{unit}/{info.name}: {value.type}: {value.message}{where}")
-            reference[unit] = parsed.cases
+        for variant in variants:
+            reference: dict[str, dict[str, Any]] = {}
+            tag = f" (variant {variant})" if variant else ""
+            for unit in bundle.suite.units:
+                unit_limits = effective_limits(limits, bundle.suite, unit, {})
+                parsed, result = probes.run(unit, workspace, runner, unit_limits, variant)
+                for info in bundle.suite.cases[unit]:
+                    value = parsed.cases.get(info.name)
+                    if value is None:
+                        problems.append(
+                            f"{unit}/{info.name}{tag}: no answer "
+                            f"({describe_end(result, unit_limits)})\n" + result.output[-2000:]
+                        )
+                    elif answer_io.is_not_gradable(value):
+                        if not variant:
+                            log(f"{unit}/{info.name}: not gradable here: {value.message}")
+                    elif isinstance(value, answer_io.ErrorAnswer):
+                        where = "".join(f"\n    {f}:{n} in {fn}" for f, n, fn in value.frames[-4:])
+                        problems.append(
+                            f"{unit}/{info.name}{tag}: {value.type}: {value.message}{where}"
+                        )
+                reference[unit] = parsed.cases
+            every.append(reference)
     finally:
         scratch.close()
     if problems:
@@ -150,7 +176,7 @@ def reference_answers(
             f"{bundle.name}: the reference fails {len(problems)} probe(s); fix the "
             "probes or the reference before grading:\n  " + "\n  ".join(problems[:20])
         )
-    return reference
+    return every
 
 
 class Homework:

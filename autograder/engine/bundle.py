@@ -10,10 +10,16 @@ depend on where it was computed::
                              reference key, a sha256 per file and the content key
       probes/HW.py           the hidden probe module
       blank/...              the student release as shipped (a submission is overlaid on it)
-      reference/answers.json the reference answers (arrays in reference/arrays.npz)
+      reference/answers.json the reference answers, one set per input variant
+                             ({"variants": [...]}; arrays in reference/arrays.npz)
 
 The content key hashes every field and file; ``GradingBundle.load`` recomputes it and refuses
 a bundle whose files do not match (a partial copy, an edited probe, stale answers).
+
+Variants (docs/grading.md#variants): the probes' seeded inputs come in ``variant_count``
+variants (``kit.derive_seed``; ``[grading] variants`` in assignment.toml, default 3), and the
+bundle holds the reference answers of each, so the grader can grade a submission on any of
+them. Variant 0 is the probes' inputs as written.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from autograder.engine import answers as answer_io
 from autograder.engine.probes import ProbeSuite, load_suite
 from autograder.engine.workspace import read_tree, write_tree
 
-BUNDLE_FORMAT = 2
+BUNDLE_FORMAT = 3  # 3: reference answers per input variant
 MANIFEST = "bundle.json"
 
 
@@ -54,9 +60,28 @@ class GradingBundle:
     suite: ProbeSuite
     blank: dict[str, bytes]  # student path -> bytes of the release as shipped
     reference_key: str  # what the reference answers were computed from
-    reference: dict[str, dict[str, Any]]  # unit -> case -> answer
+    reference: dict[str, dict[str, Any]]  # variant 0: unit -> case -> answer
+    variants: list[dict[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    # ^ the answers of variants 1, 2, ... (same units and cases as ``reference``)
     key: str = ""  # the content key (set by save/load)
     root: Path | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Replacing variant 0's answers (a bundle re-made for another probe module) leaves the
+        # other variants' answers without their probes: drop them.
+        if name == "reference" and "variants" in self.__dict__:
+            object.__setattr__(self, "variants", [])
+        object.__setattr__(self, name, value)
+
+    @property
+    def variant_count(self) -> int:
+        return 1 + len(self.variants)
+
+    def answers(self, variant: int) -> dict[str, dict[str, Any]]:
+        """The reference answers of ``variant`` (0 .. variant_count - 1): unit -> case -> answer."""
+        if not 0 <= variant < self.variant_count:
+            raise ValueError(f"{self.name}: no variant {variant} (0..{self.variant_count - 1})")
+        return self.reference if variant == 0 else self.variants[variant - 1]
 
     @property
     def max_score(self) -> float:
@@ -85,6 +110,13 @@ class GradingBundle:
         unanswered = [u for u in self.points if u not in self.reference]
         if unanswered:
             raise BundleError(f"{self.name}: no reference answers for {unanswered}")
+        shape = {unit: sorted(cases) for unit, cases in self.reference.items()}
+        for number, answers in enumerate(self.variants, start=1):
+            if {unit: sorted(cases) for unit, cases in answers.items()} != shape:
+                raise BundleError(
+                    f"{self.name}: the reference answers of variant {number} are not for the "
+                    "same cases as variant 0's"
+                )
 
     # -- on disk ----------------------------------------------------------------------------
 
@@ -99,14 +131,20 @@ class GradingBundle:
             "build": self.build,
             "reference_key": self.reference_key,
             "probes_sha256": self.suite.digest,
+            "variants": self.variant_count,
         }
 
     def files(self) -> dict[str, bytes]:
         """The bundle's files (besides the manifest), by path inside the bundle."""
         arrays: dict[str, np.ndarray] = {}
         stored = {
-            unit: {case: answer_io.to_storable(value, arrays) for case, value in cases.items()}
-            for unit, cases in self.reference.items()
+            "variants": [
+                {
+                    unit: {case: answer_io.to_storable(v, arrays) for case, v in cases.items()}
+                    for unit, cases in self.answers(variant).items()
+                }
+                for variant in range(self.variant_count)
+            ]
         }
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub: names -> arrays
@@ -159,10 +197,15 @@ class GradingBundle:
         stored = json.loads(files["reference/answers.json"])
         with np.load(io.BytesIO(files["reference/arrays.npz"]), allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        reference = {
-            unit: {case: answer_io.from_storable(value, arrays) for case, value in cases.items()}
-            for unit, cases in stored.items()
-        }
+        every = [
+            {
+                unit: {case: answer_io.from_storable(v, arrays) for case, v in cases.items()}
+                for unit, cases in answers.items()
+            }
+            for answers in stored["variants"]
+        ]
+        if not every or len(every) != meta.get("variants"):
+            raise BundleError(f"{folder}: the reference answers do not hold every variant")
         blank = {p[len("blank/") :]: d for p, d in files.items() if p.startswith("blank/")}
         bundle = cls(
             name=meta["name"],
@@ -174,7 +217,8 @@ class GradingBundle:
             suite=load_suite(folder / "probes" / f"{meta['name']}.py"),
             blank=blank,
             reference_key=meta["reference_key"],
-            reference=reference,
+            reference=every[0],
+            variants=every[1:],
             key=meta["key"],
             root=folder,
         )

@@ -2,13 +2,15 @@
 
 1. read its accepted files (``submission.load_submission``) and overlay them on the blank
    release of the grading bundle: the *workspace* (the reference is never part of it);
+   and pick the input variant it is graded on (``secrets``: unpredictable; recorded in
+   ``extra_data.variant`` for instructors; docs/grading.md#variants);
 2. compile its C++/CUDA inside the sandbox when the homework has native code (a compile
    error becomes feedback, the probes still run);
 3. for each grading unit, start a fresh sandboxed process (``runner.py``) that sees the
    workspace read-only, the runtime, the runner and the probes of that unit only
    (``ProbeRunner``);
 4. parse its answers as plain data and compare them, here, with the bundle's reference
-   answers (``scoring``);
+   answers of that variant (``scoring``);
 5. write Gradescope's ``results.json`` and ``feedback.txt`` (``results``).
 
 Only this process writes scores. Whatever the submission prints, exits with, patches or writes
@@ -22,6 +24,7 @@ import functools
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -122,8 +125,14 @@ class ProbeRunner:
         self.suite, self.backend, self.runtime, self.scratch = suite, backend, runtime, scratch
 
     def run(
-        self, unit: str, workspace: Path, sandbox: Sandbox, limits: SandboxLimits
+        self,
+        unit: str,
+        workspace: Path,
+        sandbox: Sandbox,
+        limits: SandboxLimits,
+        variant: int = 0,
     ) -> tuple[answer_io.UnitAnswers, RunResult]:
+        """Run ``unit``'s probes on their inputs of ``variant`` (``kit.derive_seed``)."""
         scratch = self.scratch.new(unit)
         grader_dir = scratch / "grader"
         _stage_probe_kit(grader_dir / "lib")
@@ -138,6 +147,7 @@ class ProbeRunner:
             "env": view.environment(self.backend),
             "limits": sandbox.rlimits(limits),
             "cwd": view.work,
+            "variant": variant,
         }
         (grader_dir / "config.json").write_text(json.dumps(config, indent=1))
         write_tree({}, grader_dir)  # permissions for the sandbox user
@@ -180,10 +190,16 @@ class Grader:
         scratch_dir: Path | None = None,
         log: Callable[[str], None] | None = None,
         require_all_units: bool = False,
+        variant: int | None = None,
     ):
         """``require_all_units`` (``grade --require-gpu``): refuse to grade when a unit cannot
-        run on this machine, instead of leaving it out of ``max_score``."""
+        run on this machine, instead of leaving it out of ``max_score``. ``variant``: grade
+        every submission on this input variant (tests, debugging) instead of one chosen
+        unpredictably per submission."""
         bundle.check()
+        if variant is not None:
+            bundle.answers(variant)  # ValueError when the bundle has no such variant
+        self.variant = variant
         missing = bundle.not_gradable_units()
         if require_all_units and missing:
             raise GraderSetupError(
@@ -275,6 +291,13 @@ class Grader:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def choose_variant(self) -> int:
+        """The input variant of the next submission: the fixed one, else a uniformly random
+        one from ``secrets`` (no one can predict it from earlier runs)."""
+        if self.variant is not None:
+            return self.variant
+        return secrets.randbelow(self.bundle.variant_count)
+
     def unit_limits(self, unit: str) -> SandboxLimits:
         return effective_limits(self.limits, self.bundle.suite, unit, self.limit_overrides)
 
@@ -291,11 +314,11 @@ class Grader:
         )
 
     def run_unit(
-        self, unit: str, workspace: Path, sandbox: Sandbox
+        self, unit: str, workspace: Path, sandbox: Sandbox, variant: int = 0
     ) -> tuple[answer_io.UnitAnswers, RunResult, SandboxLimits]:
         limits = self.unit_limits(unit)
         self._check_stopping()
-        parsed, result = self.probes.run(unit, workspace, sandbox, limits)
+        parsed, result = self.probes.run(unit, workspace, sandbox, limits, variant)
         self._check_stopping()  # a run killed because we stop is not the submission's doing
         return parsed, result, limits
 
@@ -308,6 +331,8 @@ class Grader:
         )
 
     def fingerprint(self, submission: Submission) -> str:
+        # Not the variant: it is drawn anew for every grading, and a resumed result keeps the
+        # one it was graded on (the bundle key covers how many variants there are).
         parts = [
             GRADER_VERSION,
             submission.sha256,
@@ -368,6 +393,8 @@ class Grader:
 
     def _grade_workspace(self, submission: Submission, name: str, start: float) -> dict:
         bundle = self.bundle
+        variant = self.choose_variant()
+        reference = bundle.answers(variant)
         scratch = self.scratch.new("submission")
         workspace = scratch / "work"
         try:
@@ -386,7 +413,7 @@ class Grader:
             explain = functools.partial(results_io.explain_error, workspace, self.sandbox, scrub)
             outcomes = []
             for unit in bundle.suite.units:
-                parsed, result, limits = self.run_unit(unit, workspace, self.sandbox)
+                parsed, result, limits = self.run_unit(unit, workspace, self.sandbox, variant)
                 if not parsed.started:
                     # The runner announces itself before any student code is imported, so
                     # silence means the sandbox or the runtime failed, not the submission.
@@ -395,7 +422,7 @@ class Grader:
                     )
                 outcome = score_unit(
                     bundle.suite,
-                    bundle.reference[unit],
+                    reference[unit],
                     bundle.points[unit],
                     unit,
                     parsed,
@@ -407,7 +434,13 @@ class Grader:
                 outcomes.append(outcome)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        return results_io.graded(self, name, submission, outcomes, start, built, build_log, scrub)
+        results = results_io.graded(
+            self, name, submission, outcomes, start, built, build_log, scrub
+        )
+        # For instructors (Gradescope does not show extra_data to students; feedback.txt
+        # leaves it out): which inputs this result is for, out of how many.
+        results["extra_data"]["variant"] = {"number": variant, "of": bundle.variant_count}
+        return results
 
     # -- batches -------------------------------------------------------------------------------
 

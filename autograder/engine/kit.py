@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, Callable
 
 import numpy as np
@@ -84,24 +85,66 @@ def probes_of(module: Any, unit: str | None = None) -> list[tuple[ProbeInfo, Cal
 
 
 # --- seeded inputs -------------------------------------------------------------------------
-# Probes seed every input they make, so an answer depends only on the submission.
+# Probes seed every input they make, so an answer depends only on the submission and the
+# VARIANT. A grading bundle holds reference answers for several variants of the same probes;
+# the grader picks one per submission (unpredictably) and tells the runner, which calls
+# ``set_variant`` before any probe runs. Every seed a probe passes to the generators below is
+# first mixed with the variant (``derive_seed``): variant 0 keeps the seeds as written, so
+# its inputs are exactly those of a probe module read on its own; variant 1, 2... draw other
+# inputs from the same distributions. Answers leaked or guessed in one run therefore do not
+# fit the next one (docs/grading.md#variants).
+
+_variant = 0
+
+
+def set_variant(variant: int) -> None:
+    """Select the input variant for every seeded generator of this process (the runner does)."""
+    global _variant
+    if type(variant) is not int or variant < 0:
+        raise ValueError(f"a variant is a non-negative int, got {variant!r}")
+    _variant = variant
+
+
+def current_variant() -> int:
+    return _variant
+
+
+def derive_seed(seed: int) -> int:
+    """The seed actually used for a probe's ``seed=K``: K itself in variant 0, else a 32-bit
+    hash of (variant, K) (32 bits so that ``np.random.seed`` accepts it too)."""
+    if _variant == 0:
+        return seed
+    text = f"needle-variant:{_variant}:{int(seed)}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:4], "big")
+
+
+def seed(seed: int) -> None:
+    """``np.random.seed`` for the variant: use it instead of ``np.random.seed(K)`` where the
+    submission draws from numpy's global generator (module initialisers)."""
+    np.random.seed(derive_seed(seed))
+
+
+def rng(seed: int) -> np.random.Generator:
+    """``np.random.default_rng`` for the variant: use it instead of ``default_rng(K)`` for
+    inputs a probe draws itself."""
+    return np.random.default_rng(derive_seed(seed))
 
 
 def randn(*shape: int, seed: int, scale: float = 1.0, dtype: str = "float32") -> np.ndarray:
-    """Standard normal samples of ``shape`` from ``np.random.default_rng(seed)``."""
-    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+    """Standard normal samples of ``shape`` from ``rng(seed)``."""
+    return (rng(seed).standard_normal(shape) * scale).astype(dtype)
 
 
 def rand(
     *shape: int, seed: int, low: float = 0.0, high: float = 1.0, dtype: str = "float32"
 ) -> np.ndarray:
-    """Uniform samples in ``[low, high)`` of ``shape`` from ``np.random.default_rng(seed)``."""
-    return np.random.default_rng(seed).uniform(low, high, shape).astype(dtype)
+    """Uniform samples in ``[low, high)`` of ``shape`` from ``rng(seed)``."""
+    return rng(seed).uniform(low, high, shape).astype(dtype)
 
 
 def randint(*shape: int, seed: int, low: int, high: int, dtype: str = "int64") -> np.ndarray:
-    """Integers in ``[low, high)`` of ``shape`` from ``np.random.default_rng(seed)``."""
-    return np.random.default_rng(seed).integers(low, high, shape).astype(dtype)
+    """Integers in ``[low, high)`` of ``shape`` from ``rng(seed)``."""
+    return rng(seed).integers(low, high, shape).astype(dtype)
 
 
 class NotGradable(RuntimeError):

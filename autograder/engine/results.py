@@ -229,7 +229,7 @@ def _extra(grader: Grader, name: str) -> dict:
         "probes_sha256": bundle.suite.digest,
         "reference_key": bundle.reference_key,
         "runtime": {"key": grader.runtime.key, "numpy": grader.runtime.numpy_version},
-        "seeds": "fixed in the probe module (see probes_sha256)",
+        "seeds": "the probe module's, mixed with the input variant (see variant)",
     }
 
 

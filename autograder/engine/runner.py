@@ -3,7 +3,8 @@
 It is started inside the sandbox as ``python -I -S -B runner.py CONFIG.json`` and does, in
 order: apply the resource limits (so the student's code starts already bounded), set the
 environment and ``sys.path`` (the submission workspace and the runtime's numpy; nothing else),
-import the probes of ONE unit, call each probe, and send each probe's answer to the grader as
+select the input variant the grader chose (``kit.set_variant``), import the probes of ONE
+unit, call each probe, and send each probe's answer to the grader as
 soon as it is known, so a crash later on keeps the answers already sent.
 
 Answers travel on standard output, one record per line, each line starting with
@@ -163,8 +164,9 @@ def main(config_path: str) -> None:
     os.chdir(config["cwd"])
 
     writer = AnswerWriter()
-    from autograder.engine.kit import probes_of
+    from autograder.engine.kit import probes_of, set_variant
 
+    set_variant(int(config.get("variant", 0)))  # which seeded inputs (kit.derive_seed)
     module = load_probe_module(config["probe_file"])
     cases = probes_of(module, config["unit"])
     writer.write({"event": "start", "unit": config["unit"], "cases": [i.name for i, _ in cases]})
