@@ -5,13 +5,16 @@ Units and what their probes exercise (points in ``assignments/hw3/assignment.tom
 - ``ndarray_python_ops``: ``reshape``, ``permute``, ``broadcast_to`` and ``__getitem__`` of
   ``ndarray.py`` on the numpy device (so a broken C++ build cannot cost these points): the
   shape, strides, offset, whether the view shares its base's buffer, and the values;
-- ``ndarray_{cpu,cuda}_compact_setitem``: ``compact``, ``ewise_setitem``, ``scalar_setitem``
-  on views made with ``NDArray.make`` (provided code, so the student's Python views play no
-  part), including negative and zero strides and up to 7 dimensions;
-- ``ndarray_{cpu,cuda}_ops``: every element-wise and scalar kernel;
-- ``ndarray_{cpu,cuda}_reductions``: ``reduce_sum`` / ``reduce_max`` called directly, from
-  single elements to rows of tens of thousands;
-- ``ndarray_{cpu,cuda}_matmul``: ``matmul`` (and on the CPU ``matmul_tiled``) called directly.
+- ``ndarray_{cpu,cuda}_compact`` / ``_ewise_setitem`` / ``_scalar_setitem``: one unit per
+  strided kernel, on views made with ``NDArray.make`` (provided code, so the student's Python
+  views play no part), including negative and zero strides and up to 7 dimensions;
+- ``ndarray_{cpu,cuda}_ops_<group>``: one unit per group of element-wise kernels (mul_div,
+  power, maximum, eq, ge, log, exp, tanh), one probe per kernel: a strict ``>`` in
+  ``EwiseGe`` costs ``ops_ge`` (half of it), nothing else;
+- ``ndarray_{cpu,cuda}_reduce_sum`` / ``_reduce_max``: the kernels called directly, from single
+  elements to rows of tens of thousands (a crash in one costs only its unit: one process per
+  unit);
+- ``ndarray_{cpu,cuda}_matmul`` (and on the CPU ``ndarray_cpu_matmul_tiled``): called directly.
 
 The kernel units call the backend module through the device (``device.compact(...)``), never
 through NDArray methods that the student wrote, so each unit depends on one file only:
@@ -186,6 +189,25 @@ def python_views_compose():
     ]
 
 
+@probe("ndarray_python_ops")
+def python_slices_of_slices():
+    """Views of views whose own offset is not zero: the second slice starts from the first's
+    offset (``A[2:5, 1:][1:3, 2:4]`` is not ``A[1:3, 2:4]``), also with negative steps, after a
+    permute and on a broadcast column."""
+    device = _device("cpu_numpy")
+    base = _array(randint(6, 7, 8, seed=342, low=-20, high=20), device)
+    column = _array(randint(6, 1, seed=343, low=-20, high=20), device)
+    matrix = _array(randint(9, 11, seed=344, low=-20, high=20), device)
+    return [
+        _view_answer(matrix[2:7, 1:][1:3, 2:9:3], matrix),
+        _view_answer(matrix[3:4, :][0:1, 4:7], matrix),
+        _view_answer(base[1:5, 2:, 1:7][1:3, ::2, 2:5], base),
+        _view_answer(base[4:, 1:6, ::-2][1:, 1:4, 1:], base),
+        _view_answer(base.permute((2, 0, 1))[3:, 1:5][2:4, 1:, 3:], base),
+        _view_answer(column.broadcast_to((6, 5))[2:, 1:][1:3, 2:], column),
+    ]
+
+
 # --- compact and setitem (the backend's strided kernels) ----------------------------------------
 
 # (base shape, numpy view of the base) pairs; the NDArray view is made with the same layout.
@@ -253,48 +275,62 @@ def _setitem_probe(device_name, scalar):
 
 
 # --- element-wise kernels ----------------------------------------------------------------------
+# One unit per kernel group (``ndarray_{dev}_ops_<group>``) and one probe per kernel, so a
+# wrong comparison costs that comparison's unit only, and a kernel that crashes its process
+# costs only its own small unit.
+
+OPS_SHAPE = (13, 71)
 
 
-def _ops_probe(device_name):
-    device = _device(device_name)
-    shape = (13, 71)
-    a_np = rand(*shape, seed=390, low=0.25, high=3.0)
-    b_np = rand(*shape, seed=391, low=0.25, high=3.0)
+def _ops_inputs():
+    a_np = rand(*OPS_SHAPE, seed=390, low=0.25, high=3.0)
+    b_np = rand(*OPS_SHAPE, seed=391, low=0.25, high=3.0)
     b_np[:, ::5] = a_np[:, ::5]  # ties for eq / ge / maximum
-    a, b = _array(a_np, device), _array(b_np, device)
+    return a_np, b_np
 
-    def run(kernel, *args):
-        out = device.empty(shape)
-        getattr(device, kernel)(*args, out._handle)
-        return _values(out.numpy())
 
-    answers = {}
-    for kernel in (
-        "ewise_mul",
-        "ewise_div",
-        "ewise_maximum",
-        "ewise_eq",
-        "ewise_ge",
-        "ewise_power",
-    ):
-        answers[kernel] = run(kernel, a._handle, b._handle)
-    for kernel, scalar in [
-        ("scalar_mul", -1.75),
-        ("scalar_div", 0.625),
-        ("scalar_maximum", 1.5),
-        ("scalar_eq", float(a_np[0, 0])),
-        ("scalar_ge", 1.25),
-    ]:
-        answers[kernel] = run(kernel, a._handle, scalar)
-    for exponent in (3.0, 0.5, 2.0, -1.0, 0.0, -2.5):
-        answers[f"scalar_power_{exponent:g}"] = run("scalar_power", a._handle, exponent)
-    wide = _array(rand(*shape, seed=392, low=-30.0, high=30.0), device)
-    positive = _array(rand(*shape, seed=393, low=1e-3, high=1e3), device)
-    answers["ewise_log"] = run("ewise_log", positive._handle)
-    answers["ewise_exp"] = run("ewise_exp", wide._handle)
-    answers["ewise_tanh"] = run("ewise_tanh", wide._handle)
-    answers["ewise_tanh_small"] = run("ewise_tanh", _array(a_np - 1.5, device)._handle)
-    return answers
+def _run_kernel(device_name, kernel, *inputs):
+    """``kernel`` of the device on ``inputs`` (numpy arrays, or a Python scalar last)."""
+    device = _device(device_name)
+    args = [
+        _array(value, device)._handle if isinstance(value, np.ndarray) else value
+        for value in inputs
+    ]
+    out = device.empty(OPS_SHAPE)
+    getattr(device, kernel)(*args, out._handle)
+    return _values(out.numpy())
+
+
+def _ewise(device_name, kernel):
+    a_np, b_np = _ops_inputs()
+    return _run_kernel(device_name, kernel, a_np, b_np)
+
+
+def _scalar(device_name, kernel, scalar):
+    a_np, _ = _ops_inputs()
+    if scalar is None:  # a value that occurs in the array (ties)
+        scalar = float(a_np[0, 0])
+    return _run_kernel(device_name, kernel, a_np, scalar)
+
+
+def _scalar_powers(device_name):
+    a_np, _ = _ops_inputs()
+    return {
+        f"scalar_power_{exponent:g}": _run_kernel(device_name, "scalar_power", a_np, exponent)
+        for exponent in (3.0, 0.5, 2.0, -1.0, 0.0, -2.5)
+    }
+
+
+def _unary(device_name, kernel):
+    if kernel == "ewise_log":
+        return _run_kernel(device_name, kernel, rand(*OPS_SHAPE, seed=393, low=1e-3, high=1e3))
+    if kernel == "ewise_exp":
+        return _run_kernel(device_name, kernel, rand(*OPS_SHAPE, seed=392, low=-30.0, high=30.0))
+    a_np, _ = _ops_inputs()
+    return {
+        "wide": _run_kernel(device_name, kernel, rand(*OPS_SHAPE, seed=392, low=-30.0, high=30.0)),
+        "small": _run_kernel(device_name, kernel, a_np - np.float32(1.5)),
+    }
 
 
 # --- reductions ------------------------------------------------------------------------------
@@ -311,6 +347,14 @@ def _reduce_probe(device_name, kernel):
         out = device.empty((outputs,))
         getattr(device, kernel)(a._handle, out._handle, reduce_size)
         answers.append(_values(out.numpy()))
+    # Long rows with a trend: the largest values lie in the first or the last block of 8192
+    # only (random rows have the same maximum in every block, which hides a wrong combine).
+    steps = np.arange(30_011) // 997
+    trend = np.concatenate([steps, steps[::-1], -steps - 40, 7 - steps[::-1]])
+    a = _array(trend.astype("float32"), device)
+    out = device.empty((4,))
+    getattr(device, kernel)(a._handle, out._handle, 30_011)
+    answers.append(_values(out.numpy()))
     return answers
 
 
@@ -331,35 +375,104 @@ def _matmul_probe(device_name, sizes):
     return answers
 
 
-# --- ndarray_cpu_* -----------------------------------------------------------------------------
+# --- ndarray_cpu_* -------------------------------------------------------------------------
 
-
-@probe("ndarray_cpu_compact_setitem")
+@probe("ndarray_cpu_compact")
 def cpu_compact():
     return _compact_probe("cpu")
 
 
-@probe("ndarray_cpu_compact_setitem")
+@probe("ndarray_cpu_ewise_setitem")
 def cpu_ewise_setitem():
     return _setitem_probe("cpu", scalar=False)
 
 
-@probe("ndarray_cpu_compact_setitem")
+@probe("ndarray_cpu_scalar_setitem")
 def cpu_scalar_setitem():
     return _setitem_probe("cpu", scalar=True)
 
 
-@probe("ndarray_cpu_ops")
-def cpu_elementwise():
-    return _ops_probe("cpu")
+@probe("ndarray_cpu_ops_mul_div")
+def cpu_ewise_mul():
+    return _ewise("cpu", "ewise_mul")
 
 
-@probe("ndarray_cpu_reductions")
+@probe("ndarray_cpu_ops_mul_div")
+def cpu_ewise_div():
+    return _ewise("cpu", "ewise_div")
+
+
+@probe("ndarray_cpu_ops_mul_div")
+def cpu_scalar_mul():
+    return _scalar("cpu", "scalar_mul", -1.75)
+
+
+@probe("ndarray_cpu_ops_mul_div")
+def cpu_scalar_div():
+    return _scalar("cpu", "scalar_div", 0.625)
+
+
+@probe("ndarray_cpu_ops_power")
+def cpu_ewise_power():
+    return _ewise("cpu", "ewise_power")
+
+
+@probe("ndarray_cpu_ops_power")
+def cpu_scalar_power():
+    return _scalar_powers("cpu")
+
+
+@probe("ndarray_cpu_ops_maximum")
+def cpu_ewise_maximum():
+    return _ewise("cpu", "ewise_maximum")
+
+
+@probe("ndarray_cpu_ops_maximum")
+def cpu_scalar_maximum():
+    return _scalar("cpu", "scalar_maximum", 1.5)
+
+
+@probe("ndarray_cpu_ops_eq")
+def cpu_ewise_eq():
+    return _ewise("cpu", "ewise_eq")
+
+
+@probe("ndarray_cpu_ops_eq")
+def cpu_scalar_eq():
+    return _scalar("cpu", "scalar_eq", None)
+
+
+@probe("ndarray_cpu_ops_ge")
+def cpu_ewise_ge():
+    return _ewise("cpu", "ewise_ge")
+
+
+@probe("ndarray_cpu_ops_ge")
+def cpu_scalar_ge():
+    return _scalar("cpu", "scalar_ge", 1.25)
+
+
+@probe("ndarray_cpu_ops_log")
+def cpu_ewise_log():
+    return _unary("cpu", "ewise_log")
+
+
+@probe("ndarray_cpu_ops_exp")
+def cpu_ewise_exp():
+    return _unary("cpu", "ewise_exp")
+
+
+@probe("ndarray_cpu_ops_tanh")
+def cpu_ewise_tanh():
+    return _unary("cpu", "ewise_tanh")
+
+
+@probe("ndarray_cpu_reduce_sum")
 def cpu_reduce_sum():
     return _reduce_probe("cpu", "reduce_sum")
 
 
-@probe("ndarray_cpu_reductions")
+@probe("ndarray_cpu_reduce_max")
 def cpu_reduce_max():
     return _reduce_probe("cpu", "reduce_max")
 
@@ -369,7 +482,7 @@ def cpu_matmul():
     return _matmul_probe("cpu", MATMULS)
 
 
-@probe("ndarray_cpu_matmul")
+@probe("ndarray_cpu_matmul_tiled")
 def cpu_matmul_tiled():
     """The tiled kernel on the course's [rows/T][cols/T][T][T] layout."""
     device = _device("cpu")
@@ -381,7 +494,7 @@ def cpu_matmul_tiled():
 
     answers: list = []
     for number, (m, n, p) in enumerate(
-        [(tile, 2 * tile, 3 * tile), (6 * tile, 4 * tile, 5 * tile)]
+        [(tile, 2 * tile, 3 * tile), (6 * tile, 4 * tile, 5 * tile), (7 * tile, 5 * tile, 3 * tile)]
     ):
         a = randint(m, n, seed=460 + number, low=-4, high=5).astype(np.float32)
         b = randint(n, p, seed=470 + number, low=-4, high=5).astype(np.float32)
@@ -400,33 +513,102 @@ def cpu_matmul_tiled():
 
 # --- ndarray_cuda_* (need a GPU where the probes run) -----------------------------------------
 
-
-@probe("ndarray_cuda_compact_setitem")
+@probe("ndarray_cuda_compact")
 def cuda_compact():
     return _compact_probe("cuda")
 
 
-@probe("ndarray_cuda_compact_setitem")
+@probe("ndarray_cuda_ewise_setitem")
 def cuda_ewise_setitem():
     return _setitem_probe("cuda", scalar=False)
 
 
-@probe("ndarray_cuda_compact_setitem")
+@probe("ndarray_cuda_scalar_setitem")
 def cuda_scalar_setitem():
     return _setitem_probe("cuda", scalar=True)
 
 
-@probe("ndarray_cuda_ops")
-def cuda_elementwise():
-    return _ops_probe("cuda")
+@probe("ndarray_cuda_ops_mul_div")
+def cuda_ewise_mul():
+    return _ewise("cuda", "ewise_mul")
 
 
-@probe("ndarray_cuda_reductions")
+@probe("ndarray_cuda_ops_mul_div")
+def cuda_ewise_div():
+    return _ewise("cuda", "ewise_div")
+
+
+@probe("ndarray_cuda_ops_mul_div")
+def cuda_scalar_mul():
+    return _scalar("cuda", "scalar_mul", -1.75)
+
+
+@probe("ndarray_cuda_ops_mul_div")
+def cuda_scalar_div():
+    return _scalar("cuda", "scalar_div", 0.625)
+
+
+@probe("ndarray_cuda_ops_power")
+def cuda_ewise_power():
+    return _ewise("cuda", "ewise_power")
+
+
+@probe("ndarray_cuda_ops_power")
+def cuda_scalar_power():
+    return _scalar_powers("cuda")
+
+
+@probe("ndarray_cuda_ops_maximum")
+def cuda_ewise_maximum():
+    return _ewise("cuda", "ewise_maximum")
+
+
+@probe("ndarray_cuda_ops_maximum")
+def cuda_scalar_maximum():
+    return _scalar("cuda", "scalar_maximum", 1.5)
+
+
+@probe("ndarray_cuda_ops_eq")
+def cuda_ewise_eq():
+    return _ewise("cuda", "ewise_eq")
+
+
+@probe("ndarray_cuda_ops_eq")
+def cuda_scalar_eq():
+    return _scalar("cuda", "scalar_eq", None)
+
+
+@probe("ndarray_cuda_ops_ge")
+def cuda_ewise_ge():
+    return _ewise("cuda", "ewise_ge")
+
+
+@probe("ndarray_cuda_ops_ge")
+def cuda_scalar_ge():
+    return _scalar("cuda", "scalar_ge", 1.25)
+
+
+@probe("ndarray_cuda_ops_log")
+def cuda_ewise_log():
+    return _unary("cuda", "ewise_log")
+
+
+@probe("ndarray_cuda_ops_exp")
+def cuda_ewise_exp():
+    return _unary("cuda", "ewise_exp")
+
+
+@probe("ndarray_cuda_ops_tanh")
+def cuda_ewise_tanh():
+    return _unary("cuda", "ewise_tanh")
+
+
+@probe("ndarray_cuda_reduce_sum")
 def cuda_reduce_sum():
     return _reduce_probe("cuda", "reduce_sum")
 
 
-@probe("ndarray_cuda_reductions")
+@probe("ndarray_cuda_reduce_max")
 def cuda_reduce_max():
     return _reduce_probe("cuda", "reduce_max")
 

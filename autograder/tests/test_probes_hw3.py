@@ -4,8 +4,9 @@ Fast tests run the probe functions in this process (the views unit needs only th
 device; the kernel units run where the reference C++ backend is built). The slow tests grade
 submissions made from the blank and the reference-filled releases with the real engine: the
 reference gets full marks on the CPU units, the blank release 0, and mixed submissions exactly
-the points of their correct parts (one unit per accepted file, and one unit per group of C++
-kernels).
+the points of their correct parts (one unit per accepted file, and one unit per C++ kernel or
+small kernel group: a wrong comparison costs only that comparison's unit, a kernel that crashes
+its process only its own unit).
 
 CUDA units: without a GPU where the probes run, every CUDA probe raises ``NotGradable``, and
 the grader reports those units as not graded on this machine (no points, never a pass).
@@ -32,12 +33,13 @@ PROBES = REPO_ROOT / "autograder" / "probes" / "hw3.py"
 NDARRAY = "needle/backend_ndarray/ndarray.py"
 CPU = "src/ndarray_backend_cpu.cc"
 CUDA = "src/ndarray_backend_cuda.cu"
-CPU_UNITS = [
-    "ndarray_cpu_compact_setitem",
-    "ndarray_cpu_ops",
-    "ndarray_cpu_reductions",
-    "ndarray_cpu_matmul",
-]
+def _cpu_units():
+    from autograder.authoring.assignment import load
+
+    return [unit for unit in load("hw3").points if unit.startswith("ndarray_cpu_")]
+
+
+CPU_UNITS = _cpu_units()
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +163,7 @@ def test_reference_blank_and_mixed_submissions_get_exactly_their_points(hw3, hw3
     views = {"ndarray_python_ops": points["ndarray_python_ops"]}
     cpu = {unit: points[unit] for unit in CPU_UNITS}
     no_reductions = stub_functions(hw3.reference[CPU].decode(), {"ReduceSum", "ReduceMax"}, CPU)
+    reductions = ("ndarray_cpu_reduce_sum", "ndarray_cpu_reduce_max")
     # name -> (files from the reference release, other contents, expected points per unit)
     cases = {
         "reference": ({NDARRAY, CPU, CUDA}, {}, {**views, **cpu}),
@@ -170,7 +173,7 @@ def test_reference_blank_and_mixed_submissions_get_exactly_their_points(hw3, hw3
         "cpu_without_reductions": (
             {NDARRAY},
             {CPU: no_reductions.encode()},
-            {**views, **cpu, "ndarray_cpu_reductions": 0.0},
+            {**views, **cpu, **dict.fromkeys(reductions, 0.0)},
         ),
     }
     paths = [
@@ -200,7 +203,8 @@ def test_reference_blank_and_mixed_submissions_get_exactly_their_points(hw3, hw3
     assert by_name["blank"]["extra_data"]["built"] is True
     assert "not implemented (hw3)" in blank["ndarray_cpu_compact_setitem"]["output"]
     mixed = {t["name"]: t for t in by_name["cpu_without_reductions"]["tests"]}
-    assert "ReduceSum: not implemented" in mixed["ndarray_cpu_reductions"]["output"]
+    assert "ReduceSum: not implemented" in mixed["ndarray_cpu_reduce_sum"]["output"]
+    assert "ReduceMax: not implemented" in mixed["ndarray_cpu_reduce_max"]["output"]
 
 
 @pytest.mark.slow
@@ -215,3 +219,62 @@ def test_a_cpu_backend_that_does_not_compile_costs_only_the_cpu_units(hw3, hw3_g
     scores = {t["name"]: t["score"] for t in result["tests"]}
     assert scores["ndarray_python_ops"] == hw3.points["ndarray_python_ops"]
     assert all(scores[unit] == 0 for unit in CPU_UNITS)
+
+
+# ---- slow: one wrong kernel costs its own unit only ----------------------------------------------
+
+STRICT_GE = (
+    "EwiseZip(a, b, out, [](scalar_t x, scalar_t y) { return x >= y ? 1.0f : 0.0f; });",
+    "EwiseZip(a, b, out, [](scalar_t x, scalar_t y) { return x > y ? 1.0f : 0.0f; });",
+)
+# An out-of-bounds write far past the input: a real SIGSEGV, in ReduceSum only.
+SEGFAULT_IN_REDUCE_SUM = (
+    '  if (reduce_size == 0) return Fill(out, 0.0f);\n  ReduceContiguous(\n      "reduce_sum"',
+    "  *reinterpret_cast<volatile scalar_t*>(a.ptr + (size_t{1} << 40)) = 1.0f;\n"
+    '  if (reduce_size == 0) return Fill(out, 0.0f);\n  ReduceContiguous(\n      "reduce_sum"',
+)
+
+
+@pytest.fixture(scope="module")
+def one_wrong_kernel(hw3, hw3_grader, tmp_path_factory):
+    """Graded: the reference with a strict > in EwiseGe, and with a segfault in ReduceSum."""
+    tmp = tmp_path_factory.mktemp("one_wrong_kernel")
+    reference = hw3.reference[CPU].decode()
+    submissions = {}
+    for name, (find, replace) in {"strict_ge": STRICT_GE, "segv": SEGFAULT_IN_REDUCE_SUM}.items():
+        assert reference.count(find) == 1, name
+        text = reference.replace(find, replace).encode()
+        submissions[name] = make_submission(
+            tmp / "subs" / name, hw3, reference_files={NDARRAY}, extra={CPU: text}
+        )
+    results = hw3_grader.grade_batch(list(submissions.values()), tmp / "out", jobs=2, progress=False)
+    return {
+        r["extra_data"]["submission"]: {t["name"]: t for t in r["tests"]} for r in results
+    }
+
+
+def _lost(hw3, tests):
+    return {
+        unit: (tests[unit]["score"], points)
+        for unit, points in hw3.points.items()
+        if "cuda" not in unit and tests[unit]["score"] < points - 1e-6
+    }
+
+
+@pytest.mark.slow
+def test_one_wrong_comparison_costs_only_its_unit(hw3, one_wrong_kernel):
+    tests = one_wrong_kernel["strict_ge"]
+    lost = _lost(hw3, tests)
+    assert set(lost) == {"ndarray_cpu_ops_ge"}, lost
+    # ewise_ge is wrong on the ties, scalar_ge is right: half of the unit.
+    assert tests["ndarray_cpu_ops_ge"]["score"] == pytest.approx(
+        hw3.points["ndarray_cpu_ops_ge"] / 2, abs=1e-3
+    )
+
+
+@pytest.mark.slow
+def test_a_segfault_in_reduce_sum_does_not_cost_reduce_max(hw3, one_wrong_kernel):
+    tests = one_wrong_kernel["segv"]
+    assert set(_lost(hw3, tests)) == {"ndarray_cpu_reduce_sum"}
+    assert tests["ndarray_cpu_reduce_sum"]["score"] == 0
+    assert tests["ndarray_cpu_reduce_max"]["score"] == hw3.points["ndarray_cpu_reduce_max"]

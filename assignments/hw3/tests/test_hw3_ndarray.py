@@ -238,6 +238,38 @@ def test_python_ops_views_of_views(any_device):
     check_values(c, np.broadcast_to(integers(4, 1, seed=5), (4, 3))[1:3, ::2], "broadcast, slice")
 
 
+# A view of a view: the second index starts from the first view's own offset, so
+# A[1:3, :][1:2, 2:4] is A[2:3, 2:4], not A[1:2, 2:4].
+S = slice
+SLICES_OF_SLICES = {
+    "rows_then_block": ((8, 8), (S(1, 3), S(None)), (S(1, 2), S(2, 4))),
+    "block_then_step": ((7, 9), (S(2, 6), S(3, None)), (S(1, None), S(None, None, 2))),
+    "reversed_then_slice": ((6, 8), (S(None, None, -1), S(5, 1, -1)), (S(2, 4), S(1, None))),
+    "three_dims": ((4, 5, 6), (S(1, None), S(2, 5), S(1, None)), (S(1, 3), S(1, None), S(0, 5, 3))),
+}
+
+
+@pytest.mark.parametrize("case", SLICES_OF_SLICES)
+def test_python_ops_slice_of_a_slice(case, any_device):
+    shape, first, second = SLICES_OF_SLICES[case]
+    data = integers(*shape, seed=31)
+    a = nd.NDArray(data, device=any_device)
+    view, expected = a[first][second], data[first][second]
+    check_view(view, expected, a, f"A[{first}][{second}] of a {shape} array")
+    numpy_offset = (expected.ctypes.data - data.ctypes.data) // ITEMSIZE
+    assert view._offset == numpy_offset, (
+        f"{case}: expected offset {numpy_offset} into the buffer, got {view._offset} (the "
+        "second index starts where the first view starts: add the view's own offset)"
+    )
+
+
+def test_python_ops_slice_of_a_permuted_slice(any_device):
+    data = integers(5, 6, 3, seed=32)
+    a = nd.NDArray(data, device=any_device)
+    view = a.permute((1, 2, 0))[2:, 1:][1:3, :, 2:4]
+    check_view(view, np.transpose(data, (1, 2, 0))[2:, 1:][1:3, :, 2:4], a, "permute, slice, slice")
+
+
 # ---------------------------------------------------------------------------------------------
 # Part 2 (CPU) and 6 (CUDA): compact, ewise_setitem, scalar_setitem.
 # The views below are made with `as_strided` (provided), so these tests need none of Part 1.
@@ -496,6 +528,20 @@ def test_reduce_kernel_directly(name, reduce_size, outputs, device):
     getattr(device, f"reduce_{name}")(a._handle, out._handle, reduce_size)
     expected = getattr(np, name)(data.reshape(outputs, reduce_size), axis=1)
     check_values(out, expected, f"reduce_{name} of {outputs} blocks of {reduce_size}")
+
+
+@pytest.mark.parametrize("name", ["sum", "max"])
+def test_reduce_long_rows_with_a_trend(name, device):
+    """Rows of thousands of elements whose largest values lie at one end only: a kernel that
+    reduces a long row in pieces must combine all the pieces, not just keep the last one."""
+    length = 21_000
+    ramp = (np.arange(length) // 500).astype(np.float32)
+    data = np.stack([ramp, ramp[::-1], -ramp, 3 - ramp[::-1]])
+    a = nd.NDArray(data.reshape(-1), device=device)
+    out = nd.NDArray.make((4,), device=device)
+    getattr(device, f"reduce_{name}")(a._handle, out._handle, length)
+    expected = getattr(np, name)(data, axis=1)
+    check_values(out, expected, f"reduce_{name} of 4 rows of {length} with a trend")
 
 
 # ---------------------------------------------------------------------------------------------
