@@ -60,13 +60,18 @@ class Op(Generic[NodeT]):
         raise NotImplementedError()
 
     def gradient_as_tuple(self, out_grad: NodeT, node: NodeT) -> Tuple[Value, ...]:
-        """``gradient``, always as a tuple (one entry per input)."""
+        """``gradient``, always as a tuple (one entry per input), each Tensor entry in its
+        input's dtype (the numpy backend can mix float32 and float64 tensors)."""
         output = self.gradient(out_grad, node)
         if isinstance(output, tuple):
-            return output
-        if isinstance(output, list):
-            return tuple(output)
-        return (output,)
+            grads = output
+        elif isinstance(output, list):
+            grads = tuple(output)
+        else:
+            grads = (output,)
+        if array_api is numpy:  # the NDArray backends hold float32 only: nothing to cast
+            grads = tuple(_as_dtype_of(grad, x) for grad, x in zip(grads, node.inputs))
+        return grads
 
 
 class TensorOp(Op["Tensor"]):
@@ -81,6 +86,35 @@ class TensorTupleOp(Op["TensorTuple"]):
 
     def __call__(self, *args: Any) -> TensorTuple:
         return TensorTuple.make_from_op(self, args)
+
+
+class _CastTo(TensorOp):
+    """Convert a Tensor to ``dtype`` (numpy backend). Gradient: ``g`` converted back."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def compute(self, a):
+        return a.astype(self.dtype)
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return _CastTo(node.inputs[0].dtype)(out_grad)
+
+
+def _as_dtype_of(grad: Any, x: Any) -> Any:
+    """``grad`` in ``x``'s dtype when both are realized Tensors of different dtypes: a float32
+    input of a float64 computation gets a float32 gradient, as its optimiser update needs."""
+    if (
+        isinstance(grad, Tensor)
+        and isinstance(x, Tensor)
+        and grad.cached_data is not None
+        and x.cached_data is not None
+        and grad.cached_data.dtype != x.cached_data.dtype
+        and numpy.issubdtype(grad.cached_data.dtype, numpy.floating)
+        and numpy.issubdtype(x.cached_data.dtype, numpy.floating)
+    ):
+        return _CastTo(x.cached_data.dtype)(grad)
+    return grad
 
 
 class Value:
@@ -220,6 +254,10 @@ class Tensor(Value):
 
     grad: Optional[Tensor]
 
+    # numpy defers to Tensor's reflected operators: ``np.array([2.0]) * x`` calls
+    # ``x.__rmul__`` (a scalar op) instead of building an object array of Tensors.
+    __array_ufunc__ = None
+
     def __init__(
         self,
         array,
@@ -245,7 +283,13 @@ class Tensor(Value):
     @staticmethod
     def _array_from_numpy(numpy_array, device, dtype):
         if array_api is numpy:
-            return numpy.array(numpy_array, dtype=dtype if dtype is not None else "float32")
+            if dtype is None:
+                # numpy backend, as in the course: a numpy array (or numpy scalar) keeps its
+                # dtype, so float64 inputs give float64 results and gradients; Python numbers
+                # and lists get the library's default, float32.
+                is_numpy = isinstance(numpy_array, (numpy.ndarray, numpy.generic))
+                dtype = None if is_numpy else "float32"
+            return numpy.array(numpy_array, dtype=dtype)
         return array_api.array(numpy_array, device=device, dtype=dtype or "float32")
 
     @classmethod
@@ -328,11 +372,12 @@ class Tensor(Value):
 
     def __rpow__(self, other):
         # c ** x = exp(x * ln c), for a positive scalar c
-        return needle.ops.exp(self * float(numpy.log(other)))
+        return needle.ops.exp(self * float(numpy.log(numpy.asarray(other).reshape(()))))
 
     def __sub__(self, other):
         if isinstance(other, Tensor):
-            return needle.ops.EWiseAdd()(self, needle.ops.Negate()(other))
+            # a - b is a + (-b); the add's shape check names the operation the user wrote.
+            return needle.ops.EWiseAdd(name="subtract")(self, needle.ops.Negate()(other))
         return needle.ops.AddScalar(-other)(self)
 
     def __rsub__(self, other):

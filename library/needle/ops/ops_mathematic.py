@@ -37,22 +37,25 @@ def _python_scalar(value):
 
     numpy scalars are "strong" in numpy's type promotion: ``float32_array * np.float64(2)`` is
     float64, while ``float32_array * 2.0`` stays float32. Scalar ops keep Python numbers so the
-    result keeps the array's dtype on both backends.
+    result keeps the array's dtype on both backends. A numpy array with exactly one element
+    (``np.array(2.0)``, ``np.array([2.0])``) counts as a scalar too, as in the course.
     """
     if type(value) is float or type(value) is int:  # the common case, checked first: it is hot
         return value
-    if isinstance(value, (numpy.generic, numpy.ndarray)) and numpy.ndim(value) == 0:
-        value = value.item()
+    if isinstance(value, (numpy.generic, numpy.ndarray)) and numpy.size(value) == 1:
+        value = numpy.asarray(value).reshape(()).item()
     if not isinstance(value, numbers.Number) or isinstance(value, complex):
         raise TypeError(f"expected a real number, got {type(value).__name__}: {value!r}")
     return value
 
 
 def _check_same_shape(op_name: str, a, b) -> None:
+    """Element-wise binary ops need equal shapes. ``op_name`` is the name the user called
+    (``add``, ``subtract``, ``multiply``, ``divide``, ``power``), not the op class."""
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(
-            f"{op_name}: operand shapes {tuple(a.shape)} and {tuple(b.shape)} differ; needle "
-            "does not broadcast implicitly, use broadcast_to to give both operands one shape"
+            f"{op_name}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ; use broadcast_to "
+            "to give both operands one shape (needle does not broadcast implicitly)"
         )
 
 
@@ -102,10 +105,17 @@ def _pad_or_crop(a, pad_width: Sequence[Tuple[int, int]]):
 
 
 class EWiseAdd(TensorOp):
-    """``a + b`` for two tensors of the same shape. Gradient: ``(g, g)``."""
+    """``a + b`` for two tensors of the same shape. Gradient: ``(g, g)``.
+
+    ``name`` is what a shape error calls the op: ``a - b`` is ``EWiseAdd(name="subtract")``
+    applied to ``a`` and ``-b``, so its error names ``subtract``, the operation written.
+    """
+
+    def __init__(self, name: str = "add"):
+        self.name = name
 
     def compute(self, a, b):
-        _check_same_shape("EWiseAdd", a, b)
+        _check_same_shape(self.name, a, b)
         return a + b
 
     def gradient(self, out_grad: Tensor, node: Tensor):
@@ -137,7 +147,7 @@ class EWiseMul(TensorOp):
     """``a * b`` element-wise, same shapes. Gradient: ``(g * b, g * a)``."""
 
     def compute(self, a, b):
-        _check_same_shape("EWiseMul", a, b)
+        _check_same_shape("multiply", a, b)
         return a * b
 
     def gradient(self, out_grad: Tensor, node: Tensor):
@@ -201,7 +211,7 @@ class EWisePow(TensorOp):
 
     def compute(self, a, b):
         ### BEGIN YOUR SOLUTION (hw1)
-        _check_same_shape("EWisePow", a, b)
+        _check_same_shape("power", a, b)
         return array_api.power(a, b)
         ### END YOUR SOLUTION
 
@@ -223,7 +233,7 @@ class EWiseDiv(TensorOp):
 
     def compute(self, a, b):
         ### BEGIN YOUR SOLUTION (hw1)
-        _check_same_shape("EWiseDiv", a, b)
+        _check_same_shape("divide", a, b)
         return a / b
         ### END YOUR SOLUTION
 
