@@ -145,9 +145,9 @@ def softmax_regression_epoch_in_place():
 def softmax_regression_epoch_from_nonzero_theta():
     from simple_ml import softmax_regression_epoch
 
-    X, y = _problem(50, 6, 3, seed=32)
+    X, y = _problem(50, 6, 3, seed=32)  # batches of 15, 15, 15 and a last one of 5
     theta = rand(6, 3, seed=33, low=-0.5, high=0.5)
-    softmax_regression_epoch(X, y, theta, lr=0.2, batch=10)
+    softmax_regression_epoch(X, y, theta, lr=0.2, batch=15)
     return theta
 
 
@@ -156,7 +156,7 @@ def nn_epoch_in_place():
     import numpy as np
     from simple_ml import nn_epoch
 
-    X, y = _problem(40, 10, 3, seed=41)
+    X, y = _problem(43, 10, 3, seed=41)  # five batches of 8 and a last one of 3
     W1 = randn(10, 12, seed=42) / np.float32(np.sqrt(12))
     W2 = randn(12, 3, seed=43) / np.float32(np.sqrt(3))
     nn_epoch(X, y, W1, W2, lr=0.3, batch=8)
@@ -187,10 +187,10 @@ def softmax_regression_epoch_cpp_in_place():
 
 
 @probe("softmax_regression_epoch_cpp", rtol=1e-4, atol=1e-5)
-def softmax_regression_epoch_cpp_many_batches():
+def softmax_regression_epoch_cpp_partial_last_batch():
     from simple_ml_ext import softmax_regression_epoch_cpp
 
-    X, y = _problem(48, 5, 6, seed=52)
+    X, y = _problem(52, 5, 6, seed=52)  # seven batches of 7 and a last one of 3
     theta = rand(5, 6, seed=53, low=-0.3, high=0.3)
-    softmax_regression_epoch_cpp(X, y, theta, lr=0.1, batch=6)
+    softmax_regression_epoch_cpp(X, y, theta, lr=0.1, batch=7)
     return theta

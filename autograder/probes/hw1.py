@@ -337,12 +337,13 @@ def topo_sort_shared_inputs():
 
 
 @probe("topo_sort")
-def topo_sort_long_chain():
+def topo_sort_deep_chain():
+    """2500 ops deep: deeper than Python's recursion limit, as in the public tests."""
     import needle as ndl
 
     def build(leaf, label):
         x = leaf("x0", 307)
-        for i in range(1, 200):
+        for i in range(1, 2500):
             x = label(ndl.add_scalar(x, 0.5) if i % 2 else ndl.mul_scalar(x, 0.9), f"x{i}")
         return x
 
@@ -513,3 +514,40 @@ def nn_epoch_one_batch():
 @probe("nn_epoch_ndl", rtol=1e-4, atol=1e-5)
 def nn_epoch_several_batches():
     return _nn_epoch(60, 10, 16, 3, lr=0.2, batch=15, seed=605)
+
+
+@probe("nn_epoch_ndl", rtol=1e-4, atol=1e-5)
+def nn_epoch_partial_last_batch():
+    """Batches of 9, 9, 9, 9 and a last one of 4: it is trained on, averaged over its 4 rows."""
+    return _nn_epoch(40, 7, 6, 4, lr=0.4, batch=9, seed=606)
+
+
+def _graph_size(*tensors):
+    """How many graph nodes the tensors reach through ``.inputs`` (an explicit stack)."""
+    seen, stack = set(), list(tensors)
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.inputs)
+    return len(seen)
+
+
+@probe("nn_epoch_ndl")
+def nn_epoch_graph_stays_flat():
+    """The returned weights must not carry the graph of every step: the graph they reach is
+    as small after 6 minibatches as after 2 (``W = W - lr * W.grad`` keeps it all, and each
+    later backward pass walks the whole history: training turns quadratic)."""
+    import needle as ndl
+    import numpy as np
+    from simple_ml import nn_epoch
+
+    X = randn(48, 6, seed=607) / np.float32(np.sqrt(6))
+    y = randint(48, seed=608, low=0, high=3).astype("uint8")
+    sizes = []
+    for samples in (16, 48):
+        W1 = ndl.Tensor(randn(6, 5, seed=609) / np.float32(np.sqrt(5)))
+        W2 = ndl.Tensor(randn(5, 3, seed=610) / np.float32(np.sqrt(3)))
+        W1, W2 = nn_epoch(X[:samples], y[:samples], W1, W2, lr=0.1, batch=8)
+        sizes.append(_graph_size(W1, W2))
+    return {"graph_grows_with_steps": sizes[1] > sizes[0]}

@@ -338,6 +338,55 @@ def optim_adam_betas_with_batchnorm():
     return _train(make, 1403, steps=8, norm=nn.BatchNorm1d)
 
 
+def _live_tensors_grow(make_optimizer, seed, steps=12):
+    """Whether optimizer steps keep graphs alive: live needle tensors (the course's
+    ``TENSOR_COUNTER``) after ``steps`` more steps, compared with the count after 3 warm-up
+    steps. A step that updates with ``p.grad`` instead of its detached data (``.data``,
+    ``detach()``) chains every step's backward graph into the optimizer's state."""
+    import gc
+
+    import needle as ndl
+    import needle.nn as nn
+    import numpy as np
+
+    np.random.seed(seed)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 4))
+    optimizer = make_optimizer(model.parameters())
+    X = randn(9, 5, seed=seed + 1)
+    y = randint(9, seed=seed + 2, low=0, high=4)
+    loss_fn = nn.SoftmaxLoss()
+
+    def step():
+        optimizer.reset_grad()
+        loss_fn(model(ndl.Tensor(X)), ndl.Tensor(y, requires_grad=False)).backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    gc.collect()
+    live = ndl.autograd.TENSOR_COUNTER
+    for _ in range(steps):
+        step()
+    gc.collect()
+    return {"live_tensors_grow_with_steps": ndl.autograd.TENSOR_COUNTER - live >= steps}
+
+
+@probe("optim_sgd")
+def optim_sgd_builds_no_graph_across_steps():
+    import needle as ndl
+
+    make = lambda params: ndl.optim.SGD(params, lr=0.05, momentum=0.8, weight_decay=0.001)  # noqa: E731
+    return _live_tensors_grow(make, 1304)
+
+
+@probe("optim_adam")
+def optim_adam_builds_no_graph_across_steps():
+    import needle as ndl
+
+    make = lambda params: ndl.optim.Adam(params, lr=0.003, weight_decay=0.001)  # noqa: E731
+    return _live_tensors_grow(make, 1404)
+
+
 # --- data -----------------------------------------------------------------------------------
 
 

@@ -476,6 +476,22 @@ def test_nn_epoch_ndl_gradient_step():
     )
 
 
+def expected_nn_epoch(X, y, W1, W2, lr, batch):
+    """One epoch of the two-layer network written out in numpy (float64): minibatches in
+    order, the last one possibly smaller, each step averaged over its own rows."""
+    W1, W2 = np.array(W1, dtype=np.float64), np.array(W2, dtype=np.float64)
+    for start in range(0, X.shape[0], batch):
+        X_b, y_b = np.asarray(X[start : start + batch], dtype=np.float64), y[start : start + batch]
+        hidden = np.maximum(X_b @ W1, 0)
+        logits = hidden @ W2
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        G2 = (probs - one_hot(y_b, W2.shape[1])) / X_b.shape[0]
+        G1 = (hidden > 0) * (G2 @ W2.T)
+        W1, W2 = W1 - lr * X_b.T @ G1, W2 - lr * hidden.T @ G2
+    return W1, W2
+
+
 def test_nn_epoch_ndl_minibatches_in_order():
     rng = np.random.default_rng(3)
     X = rng.standard_normal((35, 5)).astype(np.float32)
@@ -483,12 +499,40 @@ def test_nn_epoch_ndl_minibatches_in_order():
     W1_0 = (rng.standard_normal((5, 8)) * 0.3).astype(np.float32)
     W2_0 = (rng.standard_normal((8, 3)) * 0.3).astype(np.float32)
     W1, W2 = simple_ml().nn_epoch(X, y, tensor(W1_0), tensor(W2_0), lr=0.3, batch=10)
-    E1, E2 = tensor(W1_0), tensor(W2_0)
-    for start in range(0, 35, 10):
-        rows = slice(start, start + 10)
-        E1, E2 = simple_ml().nn_epoch(X[rows], y[rows], E1, E2, lr=0.3, batch=10)
-    np.testing.assert_allclose(W1.numpy(), E1.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(W2.numpy(), E2.numpy(), rtol=1e-5, atol=1e-6)
+    E1, E2 = expected_nn_epoch(X, y, W1_0, W2_0, lr=0.3, batch=10)  # 10, 10, 10, then 5 rows
+    message = "batches in order, the last (smaller) one included and averaged over its size"
+    np.testing.assert_allclose(W1.numpy(), E1, rtol=1e-4, atol=1e-5, err_msg=f"W1: {message}")
+    np.testing.assert_allclose(W2.numpy(), E2, rtol=1e-4, atol=1e-5, err_msg=f"W2: {message}")
+
+
+def graph_size(*tensors) -> int:
+    """How many graph nodes the tensors reach through ``.inputs``."""
+    seen, stack = set(), list(tensors)
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.inputs)
+    return len(seen)
+
+
+def test_nn_epoch_ndl_builds_no_graph_across_steps():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((60, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=60).astype(np.uint8)
+    W1_0 = (rng.standard_normal((5, 8)) * 0.3).astype(np.float32)
+    W2_0 = (rng.standard_normal((8, 3)) * 0.3).astype(np.float32)
+    sizes = {}
+    for steps in (1, 6):
+        W1, W2 = simple_ml().nn_epoch(
+            X[: 10 * steps], y[: 10 * steps], tensor(W1_0), tensor(W2_0), lr=0.1, batch=10
+        )
+        sizes[steps] = graph_size(W1, W2)
+    assert sizes[6] <= sizes[1], (
+        f"the returned weights reach {sizes[1]} graph nodes after 1 step but {sizes[6]} after "
+        "6: each update keeps the previous graph (W = W - lr * W.grad), so every backward pass "
+        "walks the whole history; build the new weights from the values (numpy() / detach())"
+    )
 
 
 def test_nn_epoch_ndl_learns_mnist(mnist):
