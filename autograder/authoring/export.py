@@ -25,12 +25,14 @@ namespaces (then as in local grading: no network, read-only view, private ``/tmp
 otherwise (the usual case in an unprivileged container) a separate process as the
 unprivileged user ``student`` with resource limits. That fallback isolates by file
 permissions only: the reference answers, probes and grader (``/autograder/source``,
-root-only) and the results folder are out of its reach, every process of ``student`` is
-killed before results.json is written, and the score is never read from anything the student
-process wrote. It does **not** isolate the network, the rest of the (world-readable) file
-system, the submission and workspace of the same run, or shared ``/tmp`` and ``/dev/shm``;
-the wall-clock limit of the whole run is Gradescope's. The venv, the wheels and the runtime
-hold no secret.
+root-only) and the results folder (0700 while it runs) are out of its reach, its network
+is denied by an owner-match firewall rule where the container allows (else
+``extra_data.gradescope.network`` says it is not), every process of ``student`` is killed
+until none is left before results.json is written, and the score is never read from
+anything the student process wrote. It does **not** isolate the rest of the
+(world-readable) file system, the submission and workspace of the same run, or shared
+``/tmp`` and ``/dev/shm``; the wall-clock limit of the whole run is Gradescope's. The venv,
+the wheels and the runtime hold no secret.
 """
 
 from __future__ import annotations
