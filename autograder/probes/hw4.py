@@ -3,8 +3,9 @@ model).
 
 Units and what their probes exercise (points in ``assignments/hw4/assignment.toml``):
 
-- ``new_nd_backend``: the new ops ``tanh``, ``sigmoid``, ``stack`` and ``split``, forward and
-  gradients;
+- ``new_nd_backend_activations`` / ``new_nd_backend_stack_split``: the new ops ``tanh`` and
+  ``sigmoid``, then ``stack`` and ``split`` (one unit each, so a wrong derivative of tanh costs
+  only the activations), forward and gradients;
 - ``cifar10``: ``CIFAR10Dataset`` on a CIFAR-10-format folder the probe writes into the
   sandbox's private /tmp (lengths, pixels, labels, index arrays, transforms, a DataLoader);
 - ``new_ops``: ``NDArray.pad`` and ``NDArray.flip`` (also on non-compact views), the ops
@@ -89,7 +90,7 @@ def _backward(out, seed):
 # --- new_nd_backend -------------------------------------------------------------------------
 
 
-@probe("new_nd_backend")
+@probe("new_nd_backend_activations")
 def tanh_forward():
     import needle as ndl
 
@@ -98,7 +99,7 @@ def tanh_forward():
     return [out.numpy(), _on_device(out), ndl.tanh(_tensor([-40.0, 40.0])).numpy()]
 
 
-@probe("new_nd_backend", rtol=1e-4, atol=1e-6)
+@probe("new_nd_backend_activations", rtol=1e-4, atol=1e-6)
 def tanh_backward():
     import needle as ndl
 
@@ -107,7 +108,7 @@ def tanh_backward():
     return x.grad.numpy()
 
 
-@probe("new_nd_backend", rtol=1e-4, atol=1e-6)
+@probe("new_nd_backend_activations", rtol=1e-4, atol=1e-6)
 def sigmoid_forward_backward():
     import needle as ndl
 
@@ -118,7 +119,7 @@ def sigmoid_forward_backward():
     return [out.numpy(), x.grad.numpy(), extremes]
 
 
-@probe("new_nd_backend")
+@probe("new_nd_backend_stack_split")
 def stack_forward():
     import needle as ndl
 
@@ -131,7 +132,7 @@ def stack_forward():
     return results + [[list(single.shape), single.numpy()], _on_device(out)]
 
 
-@probe("new_nd_backend")
+@probe("new_nd_backend_stack_split")
 def stack_backward():
     import needle as ndl
 
@@ -140,7 +141,7 @@ def stack_backward():
     return _grads(inputs)
 
 
-@probe("new_nd_backend")
+@probe("new_nd_backend_stack_split")
 def split_forward():
     import needle as ndl
 
@@ -152,7 +153,7 @@ def split_forward():
     return answers
 
 
-@probe("new_nd_backend")
+@probe("new_nd_backend_stack_split")
 def split_backward():
     import needle as ndl
 
@@ -167,7 +168,7 @@ def split_backward():
     return x.grad.numpy()
 
 
-@probe("new_nd_backend")
+@probe("new_nd_backend_stack_split")
 def stack_of_split_round_trip():
     import needle as ndl
 

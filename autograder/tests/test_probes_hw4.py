@@ -62,14 +62,23 @@ def test_reference_blank_and_mixed_submissions_get_exactly_their_points(hw4, hw4
     points = hw4.points
     conv_ops = share(hw4, "conv_forward", "op_") + share(hw4, "conv_backward", "op_")
     embedding = share(hw4, "language_model", "embedding")
-    layers = ("new_nd_backend", "new_ops", "conv_forward", "conv_backward", "rnn", "lstm")
+    new_nd_backend = points["new_nd_backend_activations"] + points["new_nd_backend_stack_split"]
+    layers = (
+        "new_nd_backend_activations",
+        "new_nd_backend_stack_split",
+        "new_ops",
+        "conv_forward",
+        "conv_backward",
+        "rnn",
+        "lstm",
+    )
     cases = {
         "reference": ((OPS, NDARRAY, CONV, SEQUENCE, CIFAR, PTB, MODELS, SIMPLE_ML), 100.0),
         "blank": ((), 0.0),
         "data_only": ((CIFAR, PTB), points["cifar10"] + points["ptb"]),
         "ops_only": (
             (OPS, NDARRAY),
-            points["new_nd_backend"] + points["new_ops"] + conv_ops,
+            new_nd_backend + points["new_ops"] + conv_ops,
         ),
         "layers": ((OPS, NDARRAY, CONV, SEQUENCE), sum(points[u] for u in layers) + embedding),
         "all_but_apps": ((OPS, NDARRAY, CONV, SEQUENCE, CIFAR, PTB), 100.0 - 20.0 + embedding),
@@ -117,7 +126,16 @@ def test_a_wrong_conv_gradient_loses_only_conv_backward_points(hw4, hw4_grader, 
     resnet9_lost = hw4.points["resnet9"] - by_unit["resnet9"]["score"]
     assert resnet9_lost > 0
     assert results["score"] == pytest.approx(hw4.max_score - lost - resnet9_lost, abs=1e-3)
-    for unit in ("new_nd_backend", "new_ops", "conv_forward", "rnn", "lstm", "ptb", "cifar10"):
+    for unit in (
+        "new_nd_backend_activations",
+        "new_nd_backend_stack_split",
+        "new_ops",
+        "conv_forward",
+        "rnn",
+        "lstm",
+        "ptb",
+        "cifar10",
+    ):
         assert by_unit[unit]["score"] == by_unit[unit]["max_score"], unit
 
 
