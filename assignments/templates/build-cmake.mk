@@ -1,4 +1,4 @@
+# CMake (CMakeLists.txt) compiles src/ into needle/backend_ndarray/ when a source is newer than
+# the modules; configure output is kept quiet, only the compiler's messages are shown.
 build:
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$$(command -v $(PYTHON))" \
-	  -Dpybind11_DIR="$$($(PYTHON) -m pybind11 --cmakedir)"
-	cmake --build build -j
+	@$(PYTHON) check_helpers.py build

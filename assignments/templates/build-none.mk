@@ -1,2 +1,2 @@
 build:
-	@true
+	@echo "$(NAME) has no C++ to build"

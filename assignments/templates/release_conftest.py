@@ -3,7 +3,11 @@
 - Tests import *this folder's* code: ``needle/``, ``apps/`` and ``src/`` come first on the
   path, and an installed copy of needle elsewhere cannot shadow them.
 - ``NEEDLE_BACKEND`` defaults to this homework's backend.
-- After the run, a summary says how each graded part fared.
+- In a homework with C++, each test runs in a forked copy of pytest, so a crash (a segfault in
+  a kernel) fails that one test and the run goes on; a warning says when the built module is
+  older than its sources.
+- After the run: the first failure in full (with ``--tb=no``, as ``make check`` runs), the other
+  failures by name, and a summary per graded part (skipped tests are not counted).
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent
 INFO = json.loads((ROOT / ".assignment.json").read_text(encoding="utf-8"))
@@ -56,6 +63,10 @@ def _matches(expression: str, name: str) -> bool:
 
 
 _outcomes: dict[str, str] = {}
+_messages: dict[str, str] = {}
+_skip_reasons: dict[str, str] = {}
+_first: dict[str, str] = {}
+_MAX_LISTED = 8
 
 
 def pytest_configure(config):
@@ -66,20 +77,187 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU")
 
 
+def pytest_sessionstart(session):
+    if INFO.get("build", "none") == "none" or os.environ.get("NEEDLE_CHECK_BUILD_DONE"):
+        return
+    try:
+        import check_helpers
+
+        reasons = check_helpers.stale(ROOT)
+    except Exception:  # noqa: BLE001 - a warning only
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reasons and reporter is not None:
+        reporter.write_line(
+            f"WARNING: the tests use an out-of-date C++ module ({reasons[0]}): "
+            "run `make build` (make check does it for you)",
+            yellow=True,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Native code: each test function runs in a forked child, so a crash costs one test.
+
+
+class ChildFailure(Exception):
+    """A test failed (or crashed) in its forked child; ``args[0]`` is what the child said."""
+
+    def __str__(self) -> str:
+        return self.args[0]["short"]
+
+
+def _forking() -> bool:
+    return (
+        hasattr(os, "fork")
+        and INFO.get("build", "none") != "none"
+        and os.environ.get("NEEDLE_TEST_FORK", "1") != "0"
+    )
+
+
+def _run_in_child(item, write_fd: int) -> None:
+    data: dict[str, str] = {"status": "passed"}
+    try:
+        arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
+        item.obj(**arguments)
+    except BaseException as error:  # noqa: BLE001 - everything goes back to the parent
+        if isinstance(error, pytest.skip.Exception):
+            data = {"status": "skipped", "message": str(error.msg)}
+        elif isinstance(error, pytest.xfail.Exception):
+            data = {"status": "xfailed", "message": str(error.msg)}
+        else:
+            excinfo = pytest.ExceptionInfo.from_exception(error)
+            data = {"status": "failed", "long": str(item.repr_failure(excinfo))}
+            try:
+                data["short"] = str(item._repr_failure_py(excinfo, style="short"))
+            except Exception:  # noqa: BLE001 - a private pytest API: fall back to the long form
+                data["short"] = data["long"]
+            data["message"] = _one_line(error)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with os.fdopen(write_fd, "w", encoding="utf-8") as pipe:
+            pipe.write(json.dumps(data))
+        os._exit(0)
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:160]}" if lines else type(error).__name__
+
+
+def _crash_text(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown"
+        hint = {
+            "SIGSEGV": "a kernel read or wrote memory it does not own (an index out of "
+            "bounds, a null pointer)",
+            "SIGABRT": "the C++ runtime aborted (an uncaught exception in a thread, a failed "
+            "assert, a corrupted heap)",
+            "SIGKILL": "the process was killed (out of memory?)",
+        }.get(name, "")
+        return f"crashed (signal {number}, {name})" + (f": {hint}" if hint else "")
+    return f"the test process exited with status {os.WEXITSTATUS(status)} without a result"
+
+
+def pytest_pyfunc_call(pyfuncitem):
+    if not _forking():
+        return None
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: run the test, send the outcome, exit
+        os.close(read_fd)
+        import faulthandler
+
+        faulthandler.disable()  # a crash is reported by the parent, in one line
+        _run_in_child(pyfuncitem, write_fd)
+    os.close(write_fd)
+    with os.fdopen(read_fd, encoding="utf-8") as pipe:
+        payload = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not payload:
+        text = _crash_text(status)
+        raise ChildFailure({"short": text, "long": text, "message": text})
+    data = json.loads(payload)
+    if data["status"] == "skipped":
+        pytest.skip(data["message"])
+    if data["status"] == "xfailed":
+        pytest.xfail(data["message"])
+    if data["status"] == "failed":
+        raise ChildFailure(data)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+
+
+def _short_repr(item, call) -> tuple[str, str]:
+    """(the failure as ``--tb=short`` shows it, a one-line message)."""
+    error = call.excinfo.value
+    if isinstance(error, ChildFailure):
+        return error.args[0]["short"], error.args[0].get("message", "")
+    try:
+        text = str(item._repr_failure_py(call.excinfo, style="short"))
+    except Exception:  # noqa: BLE001 - a private pytest API: fall back to the exception
+        text = f"{type(error).__name__}: {error}"
+    return text, _one_line(error)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if call.excinfo is not None and isinstance(call.excinfo.value, ChildFailure):
+        # The parent only re-raised what the child reported: show the child's traceback.
+        report.longrepr = call.excinfo.value.args[0]["long"]
+    if report.failed and call.excinfo is not None:
+        _remember(item, call)
+    return report
+
+
+def _remember(item, call) -> None:
+    if item.nodeid not in _messages:
+        text, message = _short_repr(item, call)
+        _messages[item.nodeid] = message
+        if not _first:
+            phase = "" if call.when == "call" else f" (in {call.when})"
+            _first.update(text=text, nodeid=item.nodeid, title=item.nodeid + phase)
+
+
 def pytest_runtest_logreport(report):
     if report.failed:
         _outcomes[report.nodeid] = "failed"
     elif report.skipped:
         _outcomes.setdefault(report.nodeid, "skipped")
+        if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+            _skip_reasons.setdefault(report.nodeid, str(report.longrepr[2]))
     elif report.when == "call":
         _outcomes.setdefault(report.nodeid, "passed")
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter, config):
+    write = terminalreporter.write_line
+    failed = [n for n, outcome in _outcomes.items() if outcome == "failed"]
+    if failed and _first and config.getoption("tbstyle", "auto") == "no":
+        terminalreporter.section(f"first failure: {_first['title']}")
+        for line in _first["text"].rstrip().splitlines():
+            write(line)
+        others = [n for n in failed if n != _first["nodeid"]]
+        if others:
+            terminalreporter.section(f"{len(others)} other failing test(s)")
+            for nodeid in others[:_MAX_LISTED]:
+                message = _messages.get(nodeid, "")
+                write(f"  {nodeid.split('::', 1)[-1]}" + (f"  -  {message}" if message else ""))
+            if len(others) > _MAX_LISTED:
+                write(f"  ... and {len(others) - _MAX_LISTED} more")
     units = INFO.get("units", [])
     if not units or not _outcomes:
         return
-    write = terminalreporter.write_line
     terminalreporter.section(f"{INFO['name']}: public tests per graded part")
     width = max(len(unit["name"]) for unit in units)
     for unit in units:
@@ -87,6 +265,14 @@ def pytest_terminal_summary(terminalreporter):
         if not names:
             continue
         passed = sum(_outcomes[n] == "passed" for n in names)
-        failed = sum(_outcomes[n] == "failed" for n in names)
-        status = "ok" if failed == 0 and passed else ("FAILING" if failed else "skipped")
-        write(f"  {unit['name']:<{width}}  {passed:3d}/{len(names):<3d} passed  {status}")
+        failed_here = sum(_outcomes[n] == "failed" for n in names)
+        skipped = [n for n in names if _outcomes[n] == "skipped"]
+        counted = passed + failed_here
+        if counted == 0:
+            reason = next((_skip_reasons[n] for n in skipped if n in _skip_reasons), "")
+            reason = reason.removeprefix("Skipped: ")
+            write(f"  {unit['name']:<{width}}    not run here" + (f" ({reason})" if reason else ""))
+            continue
+        status = "ok" if failed_here == 0 else "FAILING"
+        extra = f"  ({len(skipped)} skipped, not counted)" if skipped else ""
+        write(f"  {unit['name']:<{width}}  {passed:3d}/{counted:<3d} passed  {status}{extra}")

@@ -1,4 +1,5 @@
-"""Every solution notebook runs top to bottom (nbclient) on the reference library.
+"""Every solution notebook runs top to bottom (nbclient) on the reference library, and every
+student notebook of a release runs top to bottom with its stubs in place.
 
 Run from ``solutions/`` as an instructor would, so each notebook imports the repository's
 library. The time each one takes is printed and written to ``build/notebook-times.json``.
@@ -58,3 +59,36 @@ def test_solution_notebook_executes(hw, monkeypatch):
         if output.get("output_type") == "stream" and " failed" in output.get("text", "")
     ]
     assert not failed_checks, f"{hw}: a check() cell reports failures:\n{failed_checks[0]}"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("hw", NOTEBOOKS)
+def test_release_notebook_runs_all_with_stubs(hw, tmp_path, monkeypatch):
+    """The student notebook, as shipped (every region stubbed), runs top to bottom: a cell
+    that calls unwritten code prints a hint, check() cells report failures; nothing raises."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from autograder.authoring.release import build_release
+
+    monkeypatch.delenv("NEEDLE_BACKEND", raising=False)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    release = build_release(hw, tmp_path, archive=False)
+    notebook = nbformat.read(str(release / f"{hw}.ipynb"), as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(release)}}
+    )
+    client.execute()  # raises CellExecutionError on the first cell that fails
+    errors = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]
+    assert not errors, f"{hw}: cells raised {[e['ename'] for e in errors]}"
+    reports = [
+        "".join(o.get("text", "") for o in cell.get("outputs", []))
+        for cell in notebook.cells
+        if cell.cell_type == "code" and "check(" in cell.source
+    ]
+    assert any("public tests per graded part" in text for text in reports), reports[:1]
