@@ -55,7 +55,7 @@ def build_bundle(
         if not probes.is_file():
             raise GraderSetupError(f"{hw}: no probe module {assignment.probes} yet")
         suite = load_suite(probes)
-        blank = render_release(assignment, fill=False)
+        blank = render_release(assignment, fill=False, earlier="filled")  # earlier hws: reference
         reference_files = render_release(assignment, fill=True)
     except (AssignmentError, ReleaseError, ProbeModuleError) as error:
         raise GraderSetupError(str(error)) from None

@@ -21,6 +21,19 @@ method, so replacing it by a stub leaves a valid file:
 The markers themselves stay in the stubbed file, so students (and tools) can see where their
 code goes. Malformed markers (nested, unterminated, unmatched END, unknown homework tag) raise
 :class:`MarkerError` naming ``file:line``.
+
+A second kind of marker keeps the reference's private helpers out of the student release::
+
+    // BEGIN REFERENCE ONLY (hw3)
+    inline float VecExp(float x) { ... }   // used only by the reference's EwiseExp
+    // END REFERENCE ONLY
+
+(``### BEGIN REFERENCE ONLY (hw1)`` ... ``### END REFERENCE ONLY`` in Python). Whenever the
+regions of that homework are stubbed, the whole block, markers included, disappears; when they
+are filled (the reference-filled release, a release with earlier homeworks given) it stays as
+it is. A block holds complete top-level declarations (no solution region inside it, and no
+block inside a region), so removing it leaves a file that still compiles as long as only
+solution regions use what it declares.
 """
 
 from __future__ import annotations
@@ -67,6 +80,20 @@ _SYNTAX = {
         re.compile(r"^(?P<indent>[ \t]*)<!--[ \t]*END YOUR SOLUTION\b(?P<rest>.*)$"),
     ),
 }
+_REFERENCE_ONLY = {
+    "python": (
+        re.compile(r"^(?P<indent>[ \t]*)###[ \t]*BEGIN REFERENCE ONLY\b(?P<rest>.*)$"),
+        re.compile(r"^(?P<indent>[ \t]*)###[ \t]*END REFERENCE ONLY\b(?P<rest>.*)$"),
+    ),
+    "cpp": (
+        re.compile(r"^(?P<indent>[ \t]*)//[ \t]*BEGIN REFERENCE ONLY\b(?P<rest>.*)$"),
+        re.compile(r"^(?P<indent>[ \t]*)//[ \t]*END REFERENCE ONLY\b(?P<rest>.*)$"),
+    ),
+    "markdown": (
+        re.compile(r"^(?P<indent>[ \t]*)<!--[ \t]*BEGIN REFERENCE ONLY\b(?P<rest>.*)$"),
+        re.compile(r"^(?P<indent>[ \t]*)<!--[ \t]*END REFERENCE ONLY\b(?P<rest>.*)$"),
+    ),
+}
 _TAG = re.compile(r"^[ \t]*\((?P<tag>[A-Za-z0-9_]+)\)[ \t]*(?:-->)?[ \t]*$")
 _END_REST = re.compile(r"^[ \t]*(?:-->)?[ \t]*$")
 
@@ -96,6 +123,110 @@ class Region:
     def label(self) -> str:
         """A stable, readable id such as ``needle/autograd.py:find_topo_sort``."""
         return f"{self.source}:{self.function or f'line {self.begin}'}"
+
+
+@dataclass(frozen=True)
+class ReferenceBlock:
+    """Lines ``begin``..``end`` (1-based, marker lines included) that only the reference has."""
+
+    source: str
+    tag: str
+    begin: int
+    end: int
+
+
+def find_reference_blocks(text: str, syntax: str, source: str = "<text>") -> list[ReferenceBlock]:
+    """The ``REFERENCE ONLY`` blocks of ``text`` in order, validated: each names a known
+    homework, none is nested, unterminated, inside a solution region or holds one."""
+    begin_re, end_re = _REFERENCE_ONLY[syntax]
+    region_begin, region_end = _SYNTAX[syntax]
+    blocks: list[ReferenceBlock] = []
+    open_at: tuple[int, str] | None = None
+    in_region = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if region_begin.match(line):
+            if open_at is not None:
+                raise MarkerError(
+                    f"{source}:{number}: a solution region inside the REFERENCE ONLY block "
+                    f"opened at line {open_at[0]} (the block is removed from the student release)"
+                )
+            in_region = True
+        elif region_end.match(line):
+            in_region = False
+        begin, end = begin_re.match(line), end_re.match(line)
+        if begin:
+            tag_match = _TAG.match(begin.group("rest"))
+            if not tag_match:
+                raise MarkerError(
+                    f"{source}:{number}: a BEGIN REFERENCE ONLY marker must name its homework, "
+                    f"e.g. 'BEGIN REFERENCE ONLY (hw3)'; got {line.strip()!r}"
+                )
+            tag = tag_match.group("tag")
+            if tag not in HOMEWORKS:
+                raise MarkerError(
+                    f"{source}:{number}: unknown homework tag {tag!r} "
+                    f"(known: {', '.join(HOMEWORKS)})"
+                )
+            if open_at is not None:
+                raise MarkerError(
+                    f"{source}:{number}: nested REFERENCE ONLY block; the block opened at "
+                    f"line {open_at[0]} is not closed yet"
+                )
+            if in_region:
+                raise MarkerError(f"{source}:{number}: a REFERENCE ONLY block inside a region")
+            open_at = (number, tag)
+        elif end:
+            if not _END_REST.match(end.group("rest")):
+                raise MarkerError(f"{source}:{number}: unexpected text after END marker")
+            if open_at is None:
+                raise MarkerError(f"{source}:{number}: END REFERENCE ONLY without a BEGIN")
+            blocks.append(ReferenceBlock(source, open_at[1], open_at[0], number))
+            open_at = None
+    if open_at is not None:
+        raise MarkerError(f"{source}:{open_at[0]}: unterminated REFERENCE ONLY block")
+    if syntax == "cpp":
+        lines = text.splitlines()
+        for block in blocks:
+            body = _strip_cpp_comments("\n".join(lines[block.begin : block.end - 1]))
+            body = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', '""', body)
+            if body.count("{") != body.count("}"):
+                raise MarkerError(
+                    f"{source}:{block.begin}: unbalanced braces inside the REFERENCE ONLY block "
+                    "(it must hold complete declarations)"
+                )
+    return blocks
+
+
+def remove_reference_blocks(
+    text: str, syntax: str, tags: set[str] | dict[str, object], source: str = "<text>"
+) -> str:
+    """``text`` without its REFERENCE ONLY blocks of ``tags`` (markers included).
+
+    When the block stood between two blank lines, one of them goes too, so no gap is left.
+    A Python file must still parse afterwards (a :class:`MarkerError` otherwise).
+    """
+    blocks = [b for b in find_reference_blocks(text, syntax, source) if b.tag in tags]
+    if not blocks:
+        return text
+    lines = text.splitlines()
+    trailing_newline = text.endswith("\n")
+    for block in reversed(blocks):
+        start, stop = block.begin - 1, block.end  # 0-based slice of the block's lines
+        before_blank = start == 0 or not lines[start - 1].strip()
+        after_blank = stop >= len(lines) or not lines[stop].strip()
+        if before_blank and after_blank and stop < len(lines):
+            stop += 1
+        del lines[start:stop]
+    result = "\n".join(lines) + ("\n" if trailing_newline else "")
+    if syntax == "python":
+        try:
+            parse(result)
+        except SyntaxError as error:
+            raise MarkerError(
+                f"{source}: removing its REFERENCE ONLY blocks leaves invalid Python "
+                f"(line {error.lineno} of the result: {error.msg})"
+            ) from None
+    return result
 
 
 def syntax_for(path: str | Path) -> str | None:
@@ -164,6 +295,8 @@ def find_regions(text: str, syntax: str, source: str = "<text>") -> list[Region]
             open_at = None
     if open_at is not None:
         raise MarkerError(f"{source}:{open_at[0]}: unterminated solution region (no END marker)")
+    if "REFERENCE ONLY" in text:
+        find_reference_blocks(text, syntax, source)  # validates them
     if syntax == "python":
         return _python_functions(text, regions, source)
     if syntax == "cpp":
@@ -241,12 +374,32 @@ _CPP_NAME = re.compile(r"([A-Za-z_]\w*(?:::[A-Za-z_]\w*)*)\s*(?:<[^<>()]*>)?\s*$
 def _cpp_function(lines: list[str], region: Region) -> Region:
     """Find the C++ function a region is the body of: its name and whether it is a kernel."""
     before = "\n".join(lines[: region.begin - 1])
-    before = _strip_cpp_comments(before).rstrip()
+    before = _strip_cpp_strings(_strip_cpp_comments(before)).rstrip()
     where = f"{region.source}:{region.begin}"
     if not before.endswith("{"):
+        # Provided statements (argument checks) may come first: the region is then the rest of
+        # the body. Find the function's opening brace: the first unmatched one going back.
+        depth, position = 0, len(before) - 1
+        while position >= 0:
+            if before[position] == "}":
+                depth += 1
+            elif before[position] == "{":
+                if depth == 0:
+                    break
+                depth -= 1
+            position -= 1
+        prefix = before[position + 1 :].strip()
+        if position < 0 or not prefix.endswith((";", "}")):
+            raise MarkerError(
+                f"{where}: a C++ region must start after its function's opening brace or after "
+                "complete statements (it must be the rest of the function's body)"
+            )
+        before = before[: position + 1]
+    after = _strip_cpp_comments("\n".join(lines[region.end :])).lstrip()
+    if not after.startswith("}"):
         raise MarkerError(
-            f"{where}: a C++ region must start right after its function's opening brace "
-            "(it must be the function's complete body)"
+            f"{where}: a C++ region must end its function's body (only '}}' may follow its END "
+            "marker)"
         )
     signature = before[:-1].rstrip()
     while True:  # trailing qualifiers such as `const` or `noexcept`
@@ -287,6 +440,11 @@ def _cpp_function(lines: list[str], region: Region) -> Region:
     if body.count("{") != body.count("}"):
         raise MarkerError(f"{where}: unbalanced braces inside the region of {name}()")
     return Region(**{**region.__dict__, "function": name.split("::")[-1], "kind": kind})
+
+
+def _strip_cpp_strings(text: str) -> str:
+    """String and character literals replaced by ``""`` (their braces do not count)."""
+    return re.sub(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', '""', text)
 
 
 def _strip_cpp_comments(text: str) -> str:
@@ -331,8 +489,11 @@ def stub_text(
         stub: tag → note for the stub (``None`` for no note); regions of other tags are kept.
         source: the file name used in messages.
 
+    The REFERENCE ONLY blocks of the tags in ``stub`` are removed (see the module docstring).
+
     Returns:
-        The new text (markers kept) and the list of all regions found.
+        The new text (markers kept) and the list of all regions found (line numbers of
+        ``text``).
     """
     regions = find_regions(text, syntax, source)
     lines = text.splitlines()
@@ -343,6 +504,7 @@ def stub_text(
         replacement = stub_line(region, stub[region.tag])
         lines[region.begin : region.end - 1] = replacement
     result = "\n".join(lines) + ("\n" if trailing_newline else "")
+    result = remove_reference_blocks(result, syntax, stub, source)
     if syntax == "cpp" and any(r.tag in stub and r.kind == "throw" for r in regions):
         result = _ensure_include(result, "stdexcept")
     return result, regions
@@ -390,6 +552,11 @@ def main(argv: list[str] | None = None) -> int:
                 for region in scan_file(path):
                     counts[region.tag] = counts.get(region.tag, 0) + 1
                     print(f"{region.tag:10} {region.label}")
+                syntax = syntax_for(path)
+                text = path.read_text(encoding="utf-8") if syntax else ""
+                if "REFERENCE ONLY" in text:
+                    for block in find_reference_blocks(text, syntax, str(path)):
+                        print(f"{block.tag:10} {path}:{block.begin}-{block.end} (reference only)")
             except MarkerError as error:
                 print(f"error: {error}", file=sys.stderr)
                 failed = True

@@ -1,7 +1,7 @@
 """Generate a homework's student release from the one instructor source.
 
-``python -m autograder release HW|all [--out DIR] [--fill]`` (and ``make release``) writes
-``DIR/hwN/``:
+``python -m autograder release HW|all [--out DIR] [--fill] [--self-study]`` (and
+``make release``) writes ``DIR/hwN/``:
 
 - ``hwN.ipynb``: the student notebook, generated from ``solutions/hwN.ipynb`` with its solution
   regions stubbed and every output cleared;
@@ -18,12 +18,22 @@
 byte-identical output (sorted listings, fixed zip timestamps, no absolute paths).
 ``build_release(hw, out, fill=True)`` instead fills every region back from the reference: a
 "perfect student" workspace, used by the tests and the mutation-coverage tool.
+
+Earlier homeworks: a class release stubs their regions (``earlier = "stubbed"`` in
+``assignment.toml``, the default of every homework) and students bring their own code with
+``make carry FROM=../hwK``; ``--self-study`` (or ``earlier = "filled"``) gives them filled, and
+the tool warns that such a release publishes those homeworks' solutions. The grading bundle's
+blank release always has them filled (``render_release(..., earlier="filled")``): a hw2
+submission is graded on hw2's own regions, whatever the student's hw1 was.
+``REFERENCE ONLY`` blocks (the reference's private helpers, see ``markers.py``) are left out
+wherever their homework's regions are stubbed.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -214,7 +224,13 @@ def _template_values(assignment: Assignment, regions: list[ReleasedRegion]) -> d
             "This release leaves the regions of earlier homeworks ("
             + ", ".join(earlier)
             + ") empty: bring your own solutions. `make carry FROM=../hwK` copies the body of "
-            "every region you solved in an earlier release folder into the same region here."
+            "every region you solved in an earlier release folder into the same region here "
+            "(and a file that holds only earlier homeworks' code whole, with your helpers); "
+            "carry from your latest folder, which holds the homeworks before it once you "
+            "carried them there. Grading scores only "
+            + assignment.name
+            + "'s parts, and the files you do not submit are graded with the reference's code "
+            "for the earlier homeworks."
         )
     else:
         carry = (
@@ -267,8 +283,21 @@ def _release_metadata(assignment: Assignment, regions: list[ReleasedRegion], fil
 # ---------------------------------------------------------------------------------------------
 
 
-def render_release(assignment: Assignment, *, fill: bool = False) -> dict[str, bytes]:
-    """Every file of a release, student path → contents (nothing is written)."""
+def render_release(
+    assignment: Assignment, *, fill: bool = False, earlier: str | None = None
+) -> dict[str, bytes]:
+    """Every file of a release, student path → contents (nothing is written).
+
+    Args:
+        assignment: the homework.
+        fill: fill every region from the reference (a perfect-student workspace).
+        earlier: ``"filled"`` or ``"stubbed"`` overrides the ``earlier`` policy of
+            ``assignment.toml`` (the grading bundle's blank release uses ``"filled"``).
+    """
+    if earlier is not None:
+        if earlier not in ("filled", "stubbed"):
+            raise ReleaseError(f"earlier must be 'filled' or 'stubbed', not {earlier!r}")
+        assignment = dataclasses.replace(assignment, earlier=earlier)
     notes = {} if fill else assignment.stub_notes()
     output: dict[str, bytes] = {}
     regions: list[ReleasedRegion] = []
@@ -317,11 +346,14 @@ def render_release(assignment: Assignment, *, fill: bool = False) -> dict[str, b
 def _check_accept(
     assignment: Assignment, output: dict[str, bytes], regions: list[ReleasedRegion]
 ) -> None:
-    """Every file with a region the student must write is accepted, and exists."""
+    """Every file with a region of this homework is accepted, and exists.
+
+    (Regions of earlier homeworks, even when stubbed, need not be: grading fills them from the
+    reference, see the module docstring.)
+    """
 
     def student_writes(region: ReleasedRegion) -> bool:
-        earlier = HOMEWORKS.index(region.tag) < assignment.index
-        return region.tag in assignment.tags or (assignment.earlier == "stubbed" and earlier)
+        return region.tag in assignment.tags
 
     missing = sorted(
         {
@@ -357,8 +389,22 @@ def write_zip(files: dict[str, bytes], path: Path, prefix: str = "") -> None:
             archive.writestr(info, files[name])
 
 
+def published_earlier_solutions(assignment: Assignment, files: dict[str, bytes]) -> list[str]:
+    """The earlier homeworks whose filled regions (their solutions) a release contains."""
+    data = json.loads(files[".assignment.json"])
+    filled = {
+        r["tag"] for r in data["regions"] if not r["stubbed"] and r["tag"] not in assignment.tags
+    }
+    return [tag for tag in HOMEWORKS[: assignment.index] if tag in filled]
+
+
 def build_release(
-    hw: str, out_dir: str | Path, *, fill: bool = False, archive: bool = True
+    hw: str,
+    out_dir: str | Path,
+    *,
+    fill: bool = False,
+    archive: bool = True,
+    earlier: str | None = None,
 ) -> Path:
     """Write the release of ``hw`` to ``out_dir/hw`` (replacing it) and return that folder.
 
@@ -367,9 +413,22 @@ def build_release(
         out_dir: parent folder of the release.
         fill: fill every region back from the reference (a perfect-student workspace).
         archive: also write ``out_dir/hw.zip`` (skipped for ``fill=True``).
+        earlier: override of the toml's ``earlier`` policy (``"filled"``: a self-study release).
+
+    A student release (not ``fill``) that contains earlier homeworks' solutions is written with
+    a warning on stderr.
     """
     assignment = load(hw)
-    files = render_release(assignment, fill=fill)
+    files = render_release(assignment, fill=fill, earlier=earlier)
+    published = [] if fill else published_earlier_solutions(assignment, files)
+    if published:
+        print(
+            f"warning: {hw}: this release contains the reference solutions of "
+            f"{', '.join(published)} (earlier = \"filled\" / --self-study); do not hand it to "
+            "a class that still has to write them (a class release: earlier = \"stubbed\" and "
+            "make carry)",
+            file=sys.stderr,
+        )
     out_dir = Path(out_dir)
     target = out_dir / hw
     if target.exists():
@@ -395,7 +454,7 @@ def released_regions(hw: str, *, fill: bool = False) -> list[ReleasedRegion]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``autograder release HW|all [--out DIR] [--fill]``."""
+    """``autograder release HW|all [--out DIR] [--fill] [--self-study]``."""
     parser = argparse.ArgumentParser(
         prog="autograder release",
         description="Write the student release of a homework (or all) from the instructor source.",
@@ -407,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fill", action="store_true", help="fill every region from the reference (testing aid)"
     )
+    parser.add_argument(
+        "--self-study",
+        action="store_true",
+        help="give earlier homeworks' regions filled (publishes their solutions; a class release "
+        "stubs them and students bring their own code with make carry)",
+    )
     args = parser.parse_args(argv)
     names = homeworks() if args.hw == "all" else [args.hw]
     if args.hw != "all" and args.hw not in HOMEWORKS:
@@ -414,7 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for hw in names:
         try:
-            target = build_release(hw, args.out, fill=args.fill)
+            target = build_release(
+                hw, args.out, fill=args.fill, earlier="filled" if args.self_study else None
+            )
         except (ReleaseError, OSError, ValueError) as error:
             print(f"error: {hw}: {error}", file=sys.stderr)
             status = 1
