@@ -424,8 +424,8 @@ def build_release(
     if published:
         print(
             f"warning: {hw}: this release contains the reference solutions of "
-            f"{', '.join(published)} (earlier = \"filled\" / --self-study); do not hand it to "
-            "a class that still has to write them (a class release: earlier = \"stubbed\" and "
+            f'{", ".join(published)} (earlier = "filled" / --self-study); do not hand it to '
+            'a class that still has to write them (a class release: earlier = "stubbed" and '
             "make carry)",
             file=sys.stderr,
         )

@@ -552,7 +552,7 @@ MATMUL_SIZES = [
     (1, 2, 3),
     (3, 4, 5),
     (5, 4, 3),
-    (8, 8, 8),  # multiples of the CPU tile: NDArray uses matmul_tiled
+    (8, 8, 8),  # multiples of the CPU tile (`@` still calls matmul; see test_matmul_tiled_kernel)
     (16, 16, 16),
     (32, 40, 24),
     (64, 64, 64),
@@ -619,7 +619,9 @@ def test_matmul_of_views(device):
 
 
 def test_matmul_results_agree_between_plain_and_tiled_paths(device):
-    """64 x 64 goes through matmul_tiled (CPU), 63 x 64 through matmul: same answers."""
+    """64 x 64 and 63 x 64 give the same rows. (A backend that sets
+    ``__matmul_tiled_preferred__`` sends 64 x 64 through matmul_tiled and 63 x 64 through
+    matmul; ours sends both through matmul.)"""
     data = integers(64, 64, seed=29, low=-5, high=6)
     a = nd.NDArray(data, device=device)
     tiled = (a @ a).numpy()
