@@ -11,11 +11,14 @@
 - ``tests/``: the public tests; ``conftest.py``: makes ``make check`` test *these* files and
   prints a summary per graded part;
 - ``README.md``, ``Makefile`` (``make check``, ``make submit``), ``submit.py``,
-  ``requirements.txt``, and for C++ homeworks the build files;
+  ``check_helpers.py`` (what ``make check``/``make build`` and the notebook's ``check()`` run:
+  rebuild stale C++, run the tests, report), ``requirements.txt`` (PyTorch only when the
+  public tests use it), and for C++ homeworks the build files;
 - ``.assignment.json``: the homework's units, selectors and accepted files, for the tools.
 
 ``DIR/hwN.zip`` holds the same tree. Releases are deterministic: the same sources give
-byte-identical output (sorted listings, fixed zip timestamps, no absolute paths).
+byte-identical output (sorted listings, zip timestamps from the sources' commit date, no
+absolute paths).
 ``build_release(hw, out, fill=True)`` instead fills every region back from the reference: a
 "perfect student" workspace, used by the tests and the mutation-coverage tool.
 
@@ -36,8 +39,11 @@ import copy
 import dataclasses
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +64,8 @@ TEMPLATES = REPO_ROOT / "assignments" / "templates"
 #: Never released: caches, build products, editor/OS droppings.
 _SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".DS_Store", "build"}
 _SKIP_SUFFIXES = {".pyc", ".pyo", ".so", ".o", ".a", ".dylib", ".pyd", ".egg-info"}
-#: A fixed timestamp for zip entries (the zip format cannot store earlier than 1980).
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+#: The zip entries' timestamp when the sources' commit date is unknown (not a git checkout).
+_ZIP_TIME = (2025, 1, 1, 0, 0, 0)
 
 
 class ReleaseError(RuntimeError):
@@ -202,6 +208,8 @@ def _render_template(name: str, values: dict[str, str]) -> str:
     if "{{" in text and "}}" in text[text.index("{{") :]:
         start = text.index("{{")
         raise ReleaseError(f"{TEMPLATES / name}: unknown placeholder {text[start : start + 30]!r}")
+    if name.endswith(".md.in"):
+        text = re.sub(r"\n{3,}", "\n\n", text)  # an empty paragraph placeholder
     return text
 
 
@@ -232,17 +240,35 @@ def _template_values(assignment: Assignment, regions: list[ReleasedRegion]) -> d
             + "'s parts, and the files you do not submit are graded with the reference's code "
             "for the earlier homeworks."
         )
-    else:
+    elif any(HOMEWORKS.index(r.tag) < assignment.index for r in regions):
         carry = (
             "Code from earlier homeworks that this one builds on is provided, so you can start "
             "right away."
         )
+    else:
+        carry = ""
     units = "\n".join(
         f'| `{unit}` | {assignment.points[unit]:g} | `make check K="{assignment.selector(unit)}"` |'
         for unit in assignment.units
     )
     backend = assignment.backend or "nd"
+    first = assignment.selector(assignment.units[0]) if assignment.units else "NAME"
+    if assignment.build == "none":
+        check_intro = (
+            "run the tests in a fresh process, so they always test your code as it is on disk."
+        )
+    else:
+        check_intro = (
+            "first compile the C++ when a source changed since the last build (if it does not "
+            "compile, you see the compiler's errors, the C++ parts are reported as failing and "
+            "the Python parts are still checked), then run the tests in a fresh process, so "
+            "they always test your code as it is on disk."
+        )
     return {
+        "first_selector": first,
+        "first_pad": " " * max(1, 36 - len(f'make check K="{first}"')),
+        "check_intro": check_intro,
+        "torch": "torch\n" if _tests_use_torch(assignment) else "",
         "name": assignment.name,
         "title": assignment.title,
         "todo": todo or "- (see the notebook)",
@@ -254,6 +280,16 @@ def _template_values(assignment: Assignment, regions: list[ReleasedRegion]) -> d
         "max_points": f"{assignment.max_points:g}",
         "build_rules": (TEMPLATES / f"build-{assignment.build}.mk").read_text().strip("\n"),
     }
+
+
+def _tests_use_torch(assignment: Assignment) -> bool:
+    """Do the public tests import PyTorch (so requirements.txt must list it)?"""
+    tests = assignment.root / assignment.public_tests
+    uses = re.compile(r"^\s*(import torch|from torch\b)|importorskip\(\s*[\"']torch", re.M)
+    return tests.is_dir() and any(
+        uses.search(path.read_text(encoding="utf-8", errors="replace"))
+        for path in sorted(tests.rglob("*.py"))
+    )
 
 
 def _release_metadata(assignment: Assignment, regions: list[ReleasedRegion], fill: bool) -> str:
@@ -330,6 +366,7 @@ def render_release(
         "conftest.py": "release_conftest.py",
         "submit.py": "submit.py",
         "carry.py": "carry.py",
+        "check_helpers.py": "check_helpers.py",
     }
     if assignment.build == "cmake":
         templates["CMakeLists.txt"] = "CMakeLists.txt.in"
@@ -378,11 +415,34 @@ def _check_accept(
         )
 
 
+def zip_time() -> tuple[int, int, int, int, int, int]:
+    """The release archive's entry timestamp: ``SOURCE_DATE_EPOCH`` if set, else the date of the
+    sources' last commit, else a fixed date, so a release is reproducible and its files do not
+    show as dated 1980 once unpacked."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not epoch.isdigit():
+        try:
+            epoch = subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "log", "-1", "--format=%ct"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            epoch = ""
+    if not epoch.isdigit():
+        return _ZIP_TIME
+    stamp = time.gmtime(int(epoch))
+    return (max(stamp.tm_year, 1980), stamp.tm_mon, stamp.tm_mday, stamp.tm_hour,
+            stamp.tm_min, stamp.tm_sec - stamp.tm_sec % 2)  # fmt: skip
+
+
 def write_zip(files: dict[str, bytes], path: Path, prefix: str = "") -> None:
-    """A deterministic zip: sorted entries, fixed timestamps and permissions."""
+    """A deterministic zip: sorted entries, the sources' timestamp, fixed permissions."""
+    date_time = zip_time()
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for name in sorted(files):
-            info = zipfile.ZipInfo(prefix + name, date_time=_ZIP_TIME)
+            info = zipfile.ZipInfo(prefix + name, date_time=date_time)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             info.create_system = 3  # Unix, so the permissions above are honoured
