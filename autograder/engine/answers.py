@@ -381,7 +381,7 @@ def _compare_arrays(expected: np.ndarray, got: np.ndarray, tol: Tolerance, path:
         if expected.dtype.kind != got.dtype.kind:
             return f"type{_where(path)}: expected a {expected.dtype} array, got {got.dtype}"
         bad = np.argwhere(expected != got)
-        if bad.size:
+        if len(bad):  # (not .size: argwhere of a 0-d array has shape (n, 0))
             index = tuple(int(i) for i in bad[0])
             at = f" at index {index}" if expected.ndim else ""
             return (

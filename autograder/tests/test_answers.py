@@ -170,3 +170,13 @@ def test_not_gradable_reference_answers_are_recognised_by_class_name():
     assert is_not_gradable(ErrorAnswer("autograder.engine.kit.NotGradable", "", ()))
     assert not is_not_gradable(ErrorAnswer("RuntimeError", "needs a CUDA GPU", ()))
     assert not is_not_gradable(1.0)
+
+
+def test_a_wrong_boolean_answer_fails_also_when_it_is_a_0d_value():
+    """np.argwhere of a 0-d array has shape (n, 0): its .size is 0 even when values differ,
+    so a probe answering True/False once passed whatever the submission answered."""
+    assert compare(True, False, TOL) is not None
+    assert compare(False, True, TOL) is not None
+    assert compare(NDArrayAnswer(np.asarray(True)), NDArrayAnswer(np.asarray(False)), TOL)
+    assert compare(True, True, TOL) is None
+    assert compare([True, False], [True, True], TOL) is not None
