@@ -377,6 +377,7 @@ def _matmul_probe(device_name, sizes):
 
 # --- ndarray_cpu_* -------------------------------------------------------------------------
 
+
 @probe("ndarray_cpu_compact")
 def cpu_compact():
     return _compact_probe("cpu")
@@ -512,6 +513,7 @@ def cpu_matmul_tiled():
 
 
 # --- ndarray_cuda_* (need a GPU where the probes run) -----------------------------------------
+
 
 @probe("ndarray_cuda_compact")
 def cuda_compact():
