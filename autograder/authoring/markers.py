@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,7 +199,7 @@ def find_reference_blocks(text: str, syntax: str, source: str = "<text>") -> lis
 
 
 def remove_reference_blocks(
-    text: str, syntax: str, tags: set[str] | dict[str, object], source: str = "<text>"
+    text: str, syntax: str, tags: Collection[str], source: str = "<text>"
 ) -> str:
     """``text`` without its REFERENCE ONLY blocks of ``tags`` (markers included).
 
@@ -554,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{region.tag:10} {region.label}")
                 syntax = syntax_for(path)
                 text = path.read_text(encoding="utf-8") if syntax else ""
-                if "REFERENCE ONLY" in text:
+                if syntax and "REFERENCE ONLY" in text:
                     for block in find_reference_blocks(text, syntax, str(path)):
                         print(f"{block.tag:10} {path}:{block.begin}-{block.end} (reference only)")
             except MarkerError as error:
