@@ -83,11 +83,15 @@ class Scrubber:
                 index += 1
         return "".join(pieces)
 
-    def __call__(self, text: str, limit: int = 500) -> str:
+    def __call__(self, text: str, limit: int = 500, redact: bool = True) -> str:
+        """``redact=False`` for compiler output: probes are never compiled, so it holds no
+        probe text, while file names such as ``src/simple_ml_ext.cpp`` also appear in the
+        probe module's docstring and would be hidden."""
         text = answer_io.safe_text(text, max(limit * 4, 4000))  # bounded work from here on
         for old, new in self.replacements:
             text = text.replace(old, new)
-        text = self.redact(text)
+        if redact:
+            text = self.redact(text)
         if len(text) > limit:
             text = text[: max(0, limit - 20)] + " [... cut ...]"
         return text
@@ -303,7 +307,7 @@ def graded(
     budget -= len(notes_text)
     log = ""
     if not built:
-        log = scrub(build_log[-4000:], limit=max(200, min(4000, budget - 2000)))
+        log = scrub(build_log[-4000:], limit=max(200, min(4000, budget - 2000)), redact=False)
         budget -= len(log)
     bound_feedback(outcomes, scrub, budget)
     tests: list[dict[str, Any]] = []
