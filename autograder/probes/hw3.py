@@ -310,6 +310,8 @@ def _scalar(device_name, kernel, scalar):
     a_np, _ = _ops_inputs()
     if scalar is None:  # a value that occurs in the array (ties)
         scalar = float(a_np[0, 0])
+    else:  # every 4th column equals the scalar: ties for ge / maximum (a strict > shows)
+        a_np[:, ::4] = np.float32(scalar)
     return _run_kernel(device_name, kernel, a_np, scalar)
 
 
