@@ -13,7 +13,7 @@ export MKL_NUM_THREADS ?= 1
 export NEEDLE_NUM_THREADS ?= 1
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: setup system-deps test test-fast test-slow lint demo bench release lectures docker clean \
+.PHONY: setup system-deps test test-fast test-slow test-long mistakes lint demo bench release lectures docker clean \
         train-mlp train-resnet9 train-lm
 
 setup: $(STAMP)
@@ -53,15 +53,25 @@ lint: setup
 # Every test (about 15 minutes on 2 cores): the library, the autograder (every homework graded,
 # the adversarial suite, a batch of 50), the releases and mutation coverage, the notebooks.
 test: setup lint
-	$(PYTEST) library/tests autograder/tests assignments lectures
+	$(PYTEST) library/tests autograder/tests assignments lectures -m "not long"
 	NEEDLE_BACKEND=np $(PYTEST) library/tests/test_ops.py library/tests/test_autograd.py
 
 # The quick loop while developing (about 7 minutes): everything but the tests marked slow.
 test-fast: setup
-	$(PYTEST) library/tests autograder/tests assignments lectures -m "not slow"
+	$(PYTEST) library/tests autograder/tests assignments lectures -m "not slow and not long"
 
 test-slow: setup
-	$(PYTEST) library/tests autograder/tests assignments lectures -m slow
+	$(PYTEST) library/tests autograder/tests assignments lectures -m "slow and not long"
+
+# What make test leaves out because it takes minutes per case (about 30 minutes from cold):
+# the container sandbox with podman (offline Debian image, hw0 and hw1), the Gradescope bundle
+# in an offline Debian container, and the realistic-mistake subset of the C++ homeworks.
+test-long: setup
+	$(PYTEST) library/tests autograder/tests assignments lectures -m long
+
+# The whole catalogue of realistic mistakes, with a report per homework in build/mistakes/.
+mistakes: setup
+	$(PY) -m autograder.authoring.mistakes
 
 # The tour: needle trains MLPResNet on the embedded MNIST sample, then the platform releases
 # hw1 and grades three submissions (reference, half-done, malicious) in the sandbox.

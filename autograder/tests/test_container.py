@@ -18,7 +18,7 @@ from autograder.engine.grading import Grader
 from autograder.engine.sandbox import MiB, Mount, SandboxLimits
 from autograder.tests.conftest import make_submission
 
-pytestmark = [pytest.mark.container]
+pytestmark = [pytest.mark.container, pytest.mark.long]
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from autograder.engine.paths import BUILD_DIR, REPO_ROOT
 from autograder.tests.conftest import make_submission
 from autograder.tests.test_gradescope import _stable
 
-pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.hw1]
+pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.long, pytest.mark.hw1]
 
 ROOTFS = BUILD_DIR / "gradescope-image" / "bookworm-rootfs.tar"
 MAKE_ROOTFS = REPO_ROOT / "docker" / "gradescope" / "make-rootfs.sh"
