@@ -50,8 +50,9 @@ lint: setup
 	$(PY) -m ruff format --check library autograder assignments lectures
 	$(PY) -m mypy
 
-# Every test (about 15 minutes on 2 cores): the library, the autograder (every homework graded,
-# the adversarial suite, a batch of 50), the releases and mutation coverage, the notebooks.
+# Every test but the long ones (make test-long): the library, the autograder (every homework
+# graded, the adversarial and security suites, batches, a batch of 50), the releases, mutation
+# coverage and realistic mistakes of hw0-hw2, the notebooks.
 test: setup lint
 	$(PYTEST) library/tests autograder/tests assignments lectures -m "not long"
 	NEEDLE_BACKEND=np $(PYTEST) library/tests/test_ops.py library/tests/test_autograd.py
