@@ -36,6 +36,8 @@ a GPU.
 from typing import Any
 
 from autograder.engine.kit import probe, rand, randint, randn
+from autograder.engine.kit import rng as variant_rng
+from autograder.engine.kit import seed as variant_seed
 
 SEARCH_PATH = ["", "apps"]
 
@@ -192,7 +194,7 @@ def _cifar_folder(seed: int, per_batch: int, test_count: int):
 
     folder = os.path.join(tempfile.mkdtemp(prefix="cifar-"), "cifar-10-batches-py")
     os.makedirs(folder)
-    rng = np.random.default_rng(seed)
+    rng = variant_rng(seed)
     for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
         n = test_count if name == "test_batch" else per_batch
         record = {
@@ -419,9 +421,8 @@ def op_conv_forward_helper_default_padding():
 
 def _nn_conv(c_in, c_out, k, stride, bias, seed):
     import needle as ndl
-    import numpy as np
 
-    np.random.seed(seed)
+    variant_seed(seed)
     return ndl.nn.Conv(c_in, c_out, k, stride=stride, bias=bias, device=_device())
 
 
@@ -488,9 +489,8 @@ def nn_conv_backward():
 
 def _resnet9(seed):
     import models
-    import numpy as np
 
-    np.random.seed(seed)
+    variant_seed(seed)
     return models.ResNet9(device=_device(), dtype="float32")
 
 
@@ -557,10 +557,9 @@ def resnet9_evaluate_cifar10():
 @probe("resnet9", **TRAINING)
 def epoch_general_cifar10_with_sgd():
     import needle as ndl
-    import numpy as np
     import simple_ml
 
-    np.random.seed(1510)
+    variant_seed(1510)
     model = ndl.nn.Sequential(ndl.nn.Flatten(), ndl.nn.Linear(3 * 5 * 5, 10, device=_device()))
     loader = _image_loader(9, 4, 1511, shape=(3, 5, 5))
     opt = ndl.optim.SGD(model.parameters(), lr=0.1)
@@ -580,9 +579,8 @@ def rnn_activation_modules():
 
 
 def _seeded(cls, seed, *args, **kwargs):
-    import numpy as np
 
-    np.random.seed(seed)
+    variant_seed(seed)
     return cls(*args, device=_device(), **kwargs)
 
 
@@ -805,9 +803,8 @@ def embedding_forward_backward():
 
 def _language_model(seq_model, seed, vocab=11, layers=2):
     import models
-    import numpy as np
 
-    np.random.seed(seed)
+    variant_seed(seed)
     return models.LanguageModel(
         5, vocab, 4, num_layers=layers, seq_model=seq_model, device=_device(), dtype="float32"
     )

@@ -24,6 +24,7 @@ nothing needs compiling (see ``BUILD``) and a unit takes seconds.
 import numpy as np
 
 from autograder.engine.kit import probe, randint, randn
+from autograder.engine.kit import seed as variant_seed
 
 SEARCH_PATH = ["", "apps"]
 
@@ -75,7 +76,7 @@ def _attention(seed, batch, heads, queries, keys, dim, causal, dropout):
     q = _tensor(randn(batch, heads, queries, dim, seed=seed), device)
     k = _tensor(randn(batch, heads, keys, dim, seed=seed + 1), device)
     v = _tensor(randn(batch, heads, keys, dim, seed=seed + 2), device)
-    np.random.seed(seed + 3)
+    variant_seed(seed + 3)
     attention = nn.MultiHeadAttention(dropout=dropout, causal=causal, device=device)
     result, probs = attention(q, k, v)
     return {"result": _values(result.numpy()), "probs": _values(probs.numpy())}
@@ -119,7 +120,7 @@ def attention_layer_cross():
     v = _tensor(randn(2, 7, 9, seed=5203), device)
     answers = {}
     for causal in (False, True):
-        np.random.seed(5204)
+        variant_seed(5204)
         layer = nn.AttentionLayer(
             10, 3, 5, k_features=6, v_features=9, out_features=8, causal=causal, device=device
         )
@@ -133,7 +134,7 @@ def attention_layer_self():
 
     device = _device()
     x = _tensor(randn(3, 6, 12, seed=5211), device)
-    np.random.seed(5212)
+    variant_seed(5212)
     layer = nn.AttentionLayer(12, 4, 3, device=device)
     return _values(layer(x).numpy())
 
@@ -144,7 +145,7 @@ def attention_layer_dropout():
 
     device = _device()
     x = _tensor(randn(2, 5, 8, seed=5221), device)
-    np.random.seed(5222)
+    variant_seed(5222)
     layer = nn.AttentionLayer(8, 2, 4, dropout=0.3, device=device)
     return _values(layer(x).numpy())
 
@@ -156,7 +157,7 @@ def attention_layer_input_gradient():
     device = _device()
     x = _tensor(randn(2, 4, 6, seed=5231), device, requires_grad=True)
     weights = _tensor(randn(2, 4, 6, seed=5232), device)
-    np.random.seed(5233)
+    variant_seed(5233)
     layer = nn.AttentionLayer(6, 2, 4, device=device)
     (layer(x) * weights).sum().backward()
     return _values(x.grad.numpy())
@@ -172,7 +173,7 @@ def _transformer_layer(
 
     device = _device()
     x = _tensor(randn(batch, length, features, seed=seed), device)
-    np.random.seed(seed + 1)
+    variant_seed(seed + 1)
     layer = nn.TransformerLayer(
         features, heads, dim_head, hidden, dropout=dropout, causal=causal, device=device
     )
@@ -209,7 +210,7 @@ def _transformer(seed, shape, hidden, layers, batch_first, dropout=0.0, sequence
 
     device = _device()
     x = _tensor(randn(*shape, seed=seed), device)
-    np.random.seed(seed + 1)
+    variant_seed(seed + 1)
     model = nn.Transformer(
         shape[-1],
         hidden,
@@ -247,7 +248,7 @@ def transformer_in_language_model():
 
     device = _device()
     ids = _tensor(randint(6, 3, seed=5431, low=0, high=25).astype(np.float32), device)
-    np.random.seed(5432)
+    variant_seed(5432)
     model = LanguageModel(
         8, 25, 16, num_layers=2, seq_model="transformer", seq_len=12, device=device
     )
