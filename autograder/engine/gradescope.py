@@ -100,19 +100,13 @@ def choose_sandbox():
 def processes_of(uid: int, zombies: bool = False) -> list[int]:
     """The ids of the processes whose real, effective or saved uid is ``uid``: the live ones
     (zombies too when ``zombies``: dead, but not yet reaped by their parent)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{entry}/status").read_text()
-        except OSError:
-            continue
-        line = next((x for x in status.splitlines() if x.startswith("Uid:")), "")
-        state = next((x for x in status.splitlines() if x.startswith("State:")), "")
-        if str(uid) in line.split()[1:4] and (zombies or state.split()[1:2] != ["Z"]):
-            found.append(int(entry))
-    return found
+    from autograder.engine.sandbox import process_table
+
+    return [
+        pid
+        for pid, uids, state in process_table()
+        if str(uid) in uids[:3] and (zombies or state != "Z")
+    ]
 
 
 def kill_everything_of(uid: int, timeout_s: float = 20.0, quiet_rounds: int = 3) -> dict:

@@ -703,6 +703,18 @@ def kill_processes_of(uid: int) -> int:
     if uid in (0, os.getuid()):
         raise ValueError("refusing to kill the grader's own user")
     killed = 0
+    for pid, uids, _ in process_table():
+        if uids[:1] == [str(uid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
+
+
+def process_table():
+    """(pid, [real, effective, saved, fs uid], state letter) of every process in /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -710,14 +722,10 @@ def kill_processes_of(uid: int) -> int:
             status = Path(f"/proc/{entry}/status").read_text()
         except OSError:
             continue
-        line = next((x for x in status.splitlines() if x.startswith("Uid:")), "")
-        if line.split()[1:2] == [str(uid)]:
-            try:
-                os.kill(int(entry), signal.SIGKILL)
-                killed += 1
-            except OSError:
-                pass
-    return killed
+        lines = status.splitlines()
+        uids = next((x for x in lines if x.startswith("Uid:")), "").split()[1:]
+        state = next((x for x in lines if x.startswith("State:")), "").split()[1:2]
+        yield int(entry), uids, (state[0] if state else "")
 
 
 class TrustedRunner(PlainSandbox):
