@@ -35,6 +35,11 @@ Schema (every key below; optional ones show their default)::
     [grading.selectors]               # unit → pytest -k expression over the public tests
     forward = "forward"               # (default: the unit name itself)
 
+    [grading.visibility]              # unit → what students see of its results.json row:
+    forward = "visible"               # "visible" (default), "after_due_date", "hidden",
+                                      # "after_published" (Gradescope's); a course.toml may
+                                      # override it (docs/running-a-class.md)
+
 Use :func:`load` (``load("hw1")``) and :func:`homeworks` (all names, in course order).
 """
 
@@ -51,6 +56,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from autograder.engine.bundle import visibility_problem
 from autograder.engine.paths import REPO_ROOT
 
 ASSIGNMENTS_DIR = REPO_ROOT / "assignments"
@@ -93,6 +99,7 @@ class Assignment:
     probes: str | None
     points: dict[str, float] = field(default_factory=dict)
     selectors: dict[str, str] = field(default_factory=dict)
+    visibility: dict[str, str] = field(default_factory=dict)
     variants: int = DEFAULT_VARIANTS
     root: Path = REPO_ROOT
     toml_path: Path = ASSIGNMENTS_DIR
@@ -228,6 +235,15 @@ def load(hw: str, root: Path | None = None) -> Assignment:
         if not isinstance(value, (int, float)) or value < 0:
             raise AssignmentError(f"{path}: points of {unit!r} must be a non-negative number")
 
+    visibility = grading.get("visibility", {})
+    problem = (
+        visibility_problem(name, points, visibility)
+        if isinstance(visibility, dict)
+        else ("[grading.visibility] must be a table")
+    )
+    if problem:
+        raise AssignmentError(f"{path}: {problem}")
+
     variants = grading.get("variants", DEFAULT_VARIANTS)
     if type(variants) is not int or not 1 <= variants <= MAX_VARIANTS:
         raise AssignmentError(f"{path}: [grading] variants must be an integer 1..{MAX_VARIANTS}")
@@ -252,6 +268,7 @@ def load(hw: str, root: Path | None = None) -> Assignment:
         probes=grading.get("probes"),
         points={k: float(v) for k, v in points.items()},
         selectors=dict(selectors),
+        visibility=dict(visibility),
         variants=variants,
         root=root,
         toml_path=path,

@@ -11,6 +11,7 @@ is rebuilt exactly when something it was made from changed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -20,7 +21,13 @@ from typing import Any, Callable, Iterable
 from autograder.authoring.assignment import Assignment, AssignmentError, load
 from autograder.authoring.release import ReleaseError, render_release
 from autograder.engine import answers as answer_io
-from autograder.engine.bundle import BundleError, GradingBundle, unit_mismatch
+from autograder.engine.bundle import (
+    BundleError,
+    GradingBundle,
+    shown_visibility,
+    unit_mismatch,
+    visibility_problem,
+)
 from autograder.engine.grading import (
     GRADER_VERSION,
     RUNNER_PATH,
@@ -45,10 +52,55 @@ def build_bundle(
     assignment: Assignment | None = None,
     build_dir: Path = BUILD_DIR,
     log: Callable[[str], None] = print,
+    visibility: dict[str, str] | None = None,
 ) -> GradingBundle:
-    """The grading bundle of ``hw``: loaded from the cache, or built now and saved."""
+    """The grading bundle of ``hw``: loaded from the cache, or built now and saved.
+
+    ``visibility``: per-unit visibilities over those of assignment.toml (a course's
+    ``[homeworks.HW.visibility]``). A bundle with some unit not "visible" is the plain
+    bundle with the table added, saved in a folder of its own next to it (the reference
+    answers are not computed again)."""
+    assignment = assignment or _load_assignment(hw)
+    bundle = _reference_bundle(hw, assignment, build_dir, log)
+    return with_visibility(bundle, {**assignment.visibility, **(visibility or {})}, log)
+
+
+def with_visibility(
+    bundle: GradingBundle, visibility: dict[str, str], log: Callable[[str], None] = print
+) -> GradingBundle:
+    """``bundle`` (saved, without a visibility table) with ``visibility``: itself when every
+    unit is visible, else a copy saved next to it in a folder named after the table."""
+    shown = shown_visibility(visibility)
+    problem = visibility_problem(bundle.name, bundle.points, shown)
+    if problem:
+        raise GraderSetupError(problem)
+    if not shown:
+        return bundle
+    assert bundle.root is not None and not bundle.visibility
+    tag = hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:12]
+    folder = bundle.root.with_name(f"{bundle.root.name}-visibility-{tag}")
+    if folder.is_dir():
+        try:
+            return GradingBundle.load(folder)
+        except BundleError as error:
+            log(f"rebuilding the grading bundle of {bundle.name} with visibility: {error}")
+    shaped = dataclasses.replace(bundle, visibility=shown, key="", root=None)
+    shaped.save(folder)
+    return shaped
+
+
+def _load_assignment(hw: str) -> Assignment:
     try:
-        assignment = assignment or load(hw)
+        return load(hw)
+    except AssignmentError as error:
+        raise GraderSetupError(str(error)) from None
+
+
+def _reference_bundle(
+    hw: str, assignment: Assignment, build_dir: Path, log: Callable[[str], None]
+) -> GradingBundle:
+    """The bundle with reference answers and no visibility table (cached by input key)."""
+    try:
         if not assignment.probes:
             raise GraderSetupError(f"{hw}: assignment.toml names no [grading] probes")
         probes = assignment.root / assignment.probes

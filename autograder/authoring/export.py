@@ -250,15 +250,17 @@ def export(
     out: Path | None = None,
     pythons: tuple[str, ...] = GRADESCOPE_PYTHONS,
     wheels: bool = True,
+    visibility: dict[str, str] | None = None,
 ) -> Path:
     """Write the Gradescope autograder zip of ``hw``; returns its path.
 
     ``pythons``: the Python minor versions of the base images it must install on (numpy and
     pybind11 are pinned for each); ``wheels``: ship their wheels in the zip (about 17 MB per
-    Python), so setup.sh needs no package index."""
+    Python), so setup.sh needs no package index; ``visibility``: per-unit visibilities over
+    assignment.toml's (a course's, see docs/running-a-class.md)."""
     import numpy
 
-    bundle = build_bundle(hw)
+    bundle = build_bundle(hw, visibility=visibility)
     assert bundle.root is not None
     try:
         import pybind11

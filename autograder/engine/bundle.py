@@ -16,6 +16,12 @@ depend on where it was computed::
 The content key hashes every field and file; ``GradingBundle.load`` recomputes it and refuses
 a bundle whose files do not match (a partial copy, an edited probe, stale answers).
 
+Visibility (docs/running-a-class.md#feedback-visibility): what students see of each unit's row on
+Gradescope, one of ``VISIBILITIES`` (Gradescope's own words); ``[grading.visibility]`` in
+assignment.toml, or a course's override, sets it. Units not named are ``"visible"``, and a
+bundle whose units are all visible stores no visibility at all (its manifest, content key and
+results are those of a bundle made before visibility existed).
+
 Variants (docs/grading.md#variants): the probes' seeded inputs come in ``variant_count``
 variants (``kit.derive_seed``; ``[grading] variants`` in assignment.toml, default 3), and the
 bundle holds the reference answers of each, so the grader can grade a submission on any of
@@ -41,6 +47,9 @@ from autograder.engine.workspace import read_tree, write_tree
 
 BUNDLE_FORMAT = 3  # 3: reference answers per input variant
 MANIFEST = "bundle.json"
+# Gradescope's test visibilities: shown at once, after the due date, never, or once grades are
+# published. "visible" is the default and is never stored.
+VISIBILITIES = ("visible", "after_due_date", "hidden", "after_published")
 
 
 class BundleError(ValueError):
@@ -63,6 +72,8 @@ class GradingBundle:
     reference: dict[str, dict[str, Any]]  # variant 0: unit -> case -> answer
     variants: list[dict[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     # ^ the answers of variants 1, 2, ... (same units and cases as ``reference``)
+    visibility: dict[str, str] = dataclasses.field(default_factory=dict)
+    # ^ unit -> one of VISIBILITIES, for units that are not "visible"
     key: str = ""  # the content key (set by save/load)
     root: Path | None = None
 
@@ -82,6 +93,10 @@ class GradingBundle:
         if not 0 <= variant < self.variant_count:
             raise ValueError(f"{self.name}: no variant {variant} (0..{self.variant_count - 1})")
         return self.reference if variant == 0 else self.variants[variant - 1]
+
+    def visibility_of(self, unit: str) -> str:
+        """Gradescope's visibility of ``unit``'s row in results.json."""
+        return self.visibility.get(unit, "visible")
 
     @property
     def max_score(self) -> float:
@@ -107,6 +122,9 @@ class GradingBundle:
         mismatch = unit_mismatch(self.name, self.points, self.suite)
         if mismatch:
             raise BundleError(mismatch)
+        problem = visibility_problem(self.name, self.points, self.visibility)
+        if problem:
+            raise BundleError(problem)
         unanswered = [u for u in self.points if u not in self.reference]
         if unanswered:
             raise BundleError(f"{self.name}: no reference answers for {unanswered}")
@@ -121,7 +139,7 @@ class GradingBundle:
     # -- on disk ----------------------------------------------------------------------------
 
     def _meta(self) -> dict:
-        return {
+        meta = {
             "format": BUNDLE_FORMAT,
             "name": self.name,
             "points": [[unit, points] for unit, points in self.points.items()],  # in order
@@ -133,6 +151,9 @@ class GradingBundle:
             "probes_sha256": self.suite.digest,
             "variants": self.variant_count,
         }
+        if self.visibility:  # absent when every unit is visible: older keys stay valid
+            meta["visibility"] = dict(sorted(self.visibility.items()))
+        return meta
 
     def files(self) -> dict[str, bytes]:
         """The bundle's files (besides the manifest), by path inside the bundle."""
@@ -219,6 +240,7 @@ class GradingBundle:
             reference_key=meta["reference_key"],
             reference=every[0],
             variants=every[1:],
+            visibility=dict(meta.get("visibility", {})),
             key=meta["key"],
             root=folder,
         )
@@ -241,6 +263,22 @@ def unit_mismatch(name: str, points: dict[str, float], suite: ProbeSuite) -> str
         f"{name}: units with points but no probes: {missing or 'none'}; "
         f"probes of units without points: {extra or 'none'}"
     )
+
+
+def visibility_problem(name: str, points: dict, visibility: dict) -> str | None:
+    """What is wrong with a unit -> visibility table (None: nothing)."""
+    unknown = sorted(set(visibility) - set(points))
+    if unknown:
+        return f"{name}: visibility of units that are not graded: {unknown}"
+    odd = {u: v for u, v in visibility.items() if v not in VISIBILITIES}
+    if odd:
+        return f"{name}: visibility must be one of {', '.join(VISIBILITIES)}; got {odd}"
+    return None
+
+
+def shown_visibility(visibility: dict[str, str]) -> dict[str, str]:
+    """The table a bundle stores: units that are not "visible", in a stable order."""
+    return {unit: v for unit, v in sorted(visibility.items()) if v != "visible"}
 
 
 def content_key(meta: dict) -> str:

@@ -37,12 +37,12 @@ def unit_names(results: list[dict]) -> list[str]:
     names: list[str] = []
     for result in results:
         for test in result.get("tests", []):
-            if test["name"] not in names and (test.get("max_score", 0) or _not_graded(test)):
+            if test["name"] not in names and (test.get("max_score", 0) or not_graded(test)):
                 names.append(test["name"])
     return names
 
 
-def _not_graded(test: dict) -> bool:
+def not_graded(test: dict) -> bool:
     """A unit this grader could not run (e.g. CUDA without a GPU): shown, never a zero."""
     return bool(test.get("extra_data", {}).get("not_graded"))
 
@@ -50,7 +50,7 @@ def _not_graded(test: dict) -> bool:
 def _cell(test: dict | None):
     if test is None:
         return ""
-    return "not graded" if _not_graded(test) else test["score"]
+    return "not graded" if not_graded(test) else test["score"]
 
 
 def write_gradebook(path: Path, results: list[dict]) -> None:
@@ -65,10 +65,10 @@ def write_gradebook(path: Path, results: list[dict]) -> None:
             row += [_cell(by_name.get(u)) for u in units]
             note = "" if extra.get("gradable", True) else result.get("output", "")[-200:]
             row += ["yes" if extra.get("gradable", True) else "no", note.replace("\n", " ")]
-            writer.writerow([_csv_cell(cell) for cell in row])
+            writer.writerow([csv_cell(cell) for cell in row])
 
 
-def _csv_cell(value):
+def csv_cell(value):
     """A cell a spreadsheet shows as text: no control characters, and a leading = + - @
     tab or CR (a formula) neutralised with a quote."""
     if not isinstance(value, str):
@@ -77,7 +77,7 @@ def _csv_cell(value):
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def _histogram_svg(scores: list[float], max_score: float, bins: int = 10) -> str:
+def histogram_svg(scores: list[float], max_score: float, bins: int = 10) -> str:
     width, height, pad = 420, 160, 24
     counts = [0] * bins
     for score in scores:
@@ -113,7 +113,7 @@ def _histogram_svg(scores: list[float], max_score: float, bins: int = 10) -> str
     return "".join(parts)
 
 
-_SCRIPT = """
+SORT_SCRIPT = """
 document.querySelectorAll('table.sortable th').forEach(function (th, column) {
   th.addEventListener('click', function () {
     var table = th.closest('table'), body = table.tBodies[0];
@@ -132,7 +132,7 @@ document.querySelectorAll('table.sortable th').forEach(function (th, column) {
 });
 """
 
-_STYLE = """
+STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
@@ -154,7 +154,7 @@ def render_html(results: list[dict], title: str) -> str:
     esc = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>",
     ]
     if not isolated:
         parts.append(
@@ -180,12 +180,12 @@ def render_html(results: list[dict], title: str) -> str:
         {r.get("extra_data", {}).get("sandbox", {}).get("description", "?") for r in results}
     )
     parts.append("<p>Sandbox: " + esc("; ".join(sandboxes)) + "</p>")
-    parts.append("<h2>Score distribution</h2>" + _histogram_svg(scores, max_score))
+    parts.append("<h2>Score distribution</h2>" + histogram_svg(scores, max_score))
     parts.append("<h2>Pass rate per test</h2><table><tr><th class='name'>test</th>")
     parts.append("<th>points</th><th>full marks</th><th>mean score</th></tr>")
     for unit in units:
         every = [t for r in results for t in r.get("tests", []) if t["name"] == unit]
-        tests = [t for t in every if not _not_graded(t)]  # left out of rates and means
+        tests = [t for t in every if not not_graded(t)]  # left out of rates and means
         if every and not tests:
             parts.append(
                 f"<tr><td class='name'>{esc(unit)}</td><td colspan='3'>not graded here: "
@@ -214,7 +214,7 @@ def render_html(results: list[dict], title: str) -> str:
             if test is None:
                 parts.append("<td></td>")
                 continue
-            if _not_graded(test):
+            if not_graded(test):
                 parts.append("<td data-value='-1' title='not graded here'>n/g</td>")
                 continue
             css = (
@@ -232,7 +232,7 @@ def render_html(results: list[dict], title: str) -> str:
             "<td class='name'><details><summary>details</summary>"
             f"<pre>{esc(feedback)}</pre></details></td></tr>"
         )
-    parts.append(f"</tbody></table><script>{_SCRIPT}</script></body></html>")
+    parts.append(f"</tbody></table><script>{SORT_SCRIPT}</script></body></html>")
     return "".join(parts)
 
 

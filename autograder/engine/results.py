@@ -12,6 +12,7 @@ import datetime
 import json
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,16 +190,37 @@ def unit_feedback(outcome: UnitOutcome) -> str:
     )
 
 
-def readable_feedback(results: dict) -> str:
+#: What a student is shown of a unit whose visibility is not (yet) among those shown.
+WITHHELD = {
+    "after_due_date": "shown after the due date",
+    "after_published": "shown when grades are published",
+    "hidden": "not shown to students",
+}
+
+
+def readable_feedback(results: dict, shown: Collection[str] = ("visible",)) -> str:
+    """The student's feedback as plain text. ``shown``: the visibilities shown now (before
+    the due date only "visible"; see docs/running-a-class.md#feedback-visibility). A unit
+    whose visibility is not shown appears by name only, and then, as on Gradescope, the
+    total is withheld too."""
+    withheld = [t for t in results["tests"] if t.get("visibility", "visible") not in shown]
+    total = (
+        "total not shown yet (some tests are not shown)"
+        if withheld
+        else f"{results['score']:g} / {results['max_score']:g}"
+    )
     lines = [
         f"{results['extra_data'].get('homework', '')} — "
-        f"{results['extra_data'].get('submission', '')}: "
-        f"{results['score']:g} / {results['max_score']:g}",
+        f"{results['extra_data'].get('submission', '')}: {total}",
         "",
     ]
     if results.get("output"):
         lines += [results["output"], ""]
     for test in results["tests"]:
+        if any(test is w for w in withheld):
+            why = WITHHELD.get(test.get("visibility", ""), "not shown")
+            lines += [f"== {test['name']}: {why}", ""]
+            continue
         lines.append(f"== {test['name']}: {test['score']:g} / {test['max_score']:g}")
         lines.append(test.get("output", ""))
         lines.append("")
@@ -271,7 +293,7 @@ def ungradable(grader: Grader, name: str, reason: str, start: float) -> dict:
                 "max_score": 0.0 if unit in not_graded else points,
                 "status": "failed",
                 "output": reason,
-                "visibility": "visible",
+                "visibility": bundle.visibility_of(unit),
                 "tags": [bundle.name],
             }
         )
@@ -311,7 +333,9 @@ def graded(
         budget -= len(log)
     bound_feedback(outcomes, scrub, budget)
     tests: list[dict[str, Any]] = []
-    for number, outcome in enumerate(outcomes, start=1):
+    order = list(grader.bundle.points)  # a regrade of some units keeps their numbers
+    for outcome in outcomes:
+        number = order.index(outcome.unit) + 1 if outcome.unit in order else len(tests) + 1
         tests.append(
             {
                 "name": outcome.unit,
@@ -321,7 +345,7 @@ def graded(
                 "status": "passed" if outcome.score == outcome.max_score else "failed",
                 "output": unit_feedback(outcome),
                 "output_format": "text",
-                "visibility": "visible",
+                "visibility": grader.bundle.visibility_of(outcome.unit),
                 "tags": [grader.bundle.name, outcome.unit],
                 "extra_data": {
                     "cases": {c.name: c.passed for c in outcome.cases},
@@ -357,8 +381,11 @@ def graded(
     }
 
 
-def write_results(results: dict, out_dir: Path | None, name: str) -> dict:
-    """Write ``out_dir/name/results.json`` (atomically) and ``feedback.txt``."""
+def write_results(
+    results: dict, out_dir: Path | None, name: str, shown: Collection[str] = ("visible",)
+) -> dict:
+    """Write ``out_dir/name/results.json`` (atomically) and ``feedback.txt`` (showing the
+    units whose visibility is in ``shown``)."""
     if out_dir is None:
         return results
     folder = Path(out_dir) / name
@@ -367,5 +394,5 @@ def write_results(results: dict, out_dir: Path | None, name: str) -> dict:
     partial = folder / "results.json.partial"
     partial.write_text(text)
     partial.replace(folder / "results.json")
-    (folder / "feedback.txt").write_text(readable_feedback(results))
+    (folder / "feedback.txt").write_text(readable_feedback(results, shown))
     return results

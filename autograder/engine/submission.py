@@ -50,7 +50,14 @@ MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 MAX_NOTEBOOK_ELEMENTS = 1_000_000  # JSON values (json.loads costs ~60 bytes each)
 MAX_NAME_CHARS = 160  # a member or file name as the grader keeps and shows it
 MAX_METADATA_BYTES = 100_000  # .assignment.json
-IGNORED_NAMES = {"__pycache__", ".ipynb_checkpoints", ".git", ".DS_Store", "__MACOSX"}
+IGNORED_NAMES = {
+    "__pycache__",
+    ".ipynb_checkpoints",
+    ".git",
+    ".DS_Store",
+    "__MACOSX",
+    "submission_metadata.json",  # Gradescope's, read by the course tools (identities)
+}
 NOTEBOOK_TAG = "submission:"
 
 
