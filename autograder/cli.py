@@ -5,7 +5,11 @@
     autograder check HW [--dir DIR] [-k EXPR]            students: public tests, sandboxed
     autograder export HW --gradescope [--out FILE]       a Gradescope autograder zip
     autograder bundle HW                                 build the grading bundle, print its folder
-    autograder report DIR                                re-render gradebook.csv + report.html
+    autograder report DIR [--course C [--published]]     re-render gradebook.csv + report.html
+    autograder grade HW SUB... --course C [--manifest M] a class: identities, lateness, class report
+    autograder regrade HW --course C [--student ID]... [--only UNIT]...   regrade in place, logged
+    autograder export HW --canvas|--csv --course C       the class's grades for an LMS import
+    autograder similarity HW [SUB...] [--course C]       similarity of student-written code
     autograder demo [--out DIR]                          the offline platform tour
     autograder image build [--engine E] [--base-image I] the container sandbox's image
 
@@ -36,7 +40,10 @@ def _homework_and_grader(args):
     else:
         from autograder.authoring.bundle import build_bundle
 
-        homework = build_bundle(args.hw, log=lambda m: print(m, file=sys.stderr))
+        visibility = _course(args).policy(args.hw).visibility if _course(args) else None
+        homework = build_bundle(
+            args.hw, log=lambda m: print(m, file=sys.stderr), visibility=visibility
+        )
     sandbox = make_sandbox(args.sandbox, engine=getattr(args, "engine", None))
     overrides: dict[str, float] = {}
     if getattr(args, "timeout", None):
@@ -49,6 +56,17 @@ def _homework_and_grader(args):
         limit_overrides=overrides,
         require_all_units=bool(getattr(args, "require_gpu", False)),
     )
+
+
+def _course(args):
+    """The course of ``--course`` (loaded once per command), or None."""
+    if not getattr(args, "course", None):
+        return None
+    if not hasattr(args, "_course"):
+        from autograder.course.config import load_course
+
+        args._course = load_course(args.course)
+    return args._course
 
 
 def print_score_table(results: list[dict], stream=sys.stdout) -> None:
@@ -83,10 +101,15 @@ def cmd_grade(args) -> int:
         print(f"autograder: {error}", file=sys.stderr)
         return 2
     out = Path(args.out or BUILD_DIR / "grades" / args.hw)
+    if args.manifest and not args.course:
+        print("autograder: --manifest needs --course", file=sys.stderr)
+        return 2
     try:
         with grader:
             if not grader.sandbox.isolated:
                 print(f"WARNING: {grader.sandbox.describe()}", file=sys.stderr)
+            if args.course:
+                return _grade_class(args, grader, out)
             results = grader.grade_batch(
                 args.submissions, out, jobs=args.jobs, resume=not args.no_resume
             )
@@ -110,15 +133,100 @@ def cmd_grade(args) -> int:
     return 0
 
 
+def _grade_class(args, grader, out: Path) -> int:
+    from autograder.course.classes import grade_class
+
+    identities = grade_class(
+        _course(args),
+        grader,
+        args.submissions,
+        out,
+        manifest=Path(args.manifest) if args.manifest else None,
+        jobs=args.jobs,
+        resume=not args.no_resume,
+    )
+    _print_identities(identities)
+    print(f"\nclass gradebook: {out}/_class/gradebook.csv; class report: {out}/_class/report.html")
+    return 0
+
+
+def _print_identities(identities) -> None:
+    for entry in identities.unmatched:
+        why = f"several students match: {', '.join(entry.candidates)}" if entry.candidates else ""
+        print(f"UNMATCHED: {entry.name} {why}".rstrip(), file=sys.stderr)
+    for student, entries in identities.duplicates().items():
+        names = ", ".join(e.name for e in entries)
+        print(f"SEVERAL SUBMISSIONS: {student}: {names}", file=sys.stderr)
+    for warning in identities.warnings:
+        print(f"note: {warning}", file=sys.stderr)
+
+
 def cmd_report(args) -> int:
+    from autograder.course.config import CourseError
     from autograder.engine.report import rerender
 
     try:
-        path = rerender(Path(args.dir))
-    except FileNotFoundError as error:
+        if args.course:
+            from autograder.course.classes import refresh
+
+            path = refresh(_course(args), Path(args.dir), published=args.published)
+        else:
+            path = rerender(Path(args.dir))
+    except (FileNotFoundError, CourseError) as error:
         print(f"autograder: {error}", file=sys.stderr)
         return 2
     print(path)
+    return 0
+
+
+def cmd_regrade(args) -> int:
+    from autograder.course.config import CourseError
+    from autograder.course.regrade import regrade
+    from autograder.engine.bundle import BundleError
+    from autograder.engine.grading import GraderSetupError
+
+    out = Path(args.out or BUILD_DIR / "grades" / args.hw)
+    try:
+        course = _course(args)
+        with _homework_and_grader(args) as grader:
+            changes = regrade(
+                course,
+                grader,
+                out,
+                students=args.student or (),
+                only=args.only,
+                who=args.by,
+                reason=args.reason or "",
+            )
+    except (CourseError, GraderSetupError, BundleError, ValueError) as error:
+        print(f"autograder: {error}", file=sys.stderr)
+        return 2
+    for change in changes:
+        who = " ".join(change.entry.students) or "(unmatched)"
+        old = "-" if change.old_score is None else f"{change.old_score:g}"
+        print(f"{who:<12} {change.entry.name:<24} {change.scope}: {old} -> {change.new_score:g}")
+    print(f"\nregrade log: {out}/_class/regrades.csv; class report: {out}/_class/report.html")
+    return 0
+
+
+def cmd_similarity(args) -> int:
+    from autograder.course.config import CourseError
+    from autograder.course.similarity import SimilarityUnavailable, class_similarity
+    from autograder.engine.grading import GraderSetupError
+
+    out = Path(args.out or BUILD_DIR / "grades" / args.hw)
+    try:
+        page = class_similarity(
+            args.hw, out, args.submissions, _course(args), top=args.top, common=args.common
+        )
+        if _course(args) and not args.submissions:
+            from autograder.course.classes import refresh
+
+            refresh(_course(args), out)  # the class report links the page
+    except (CourseError, GraderSetupError, SimilarityUnavailable) as error:
+        print(f"autograder: {error}", file=sys.stderr)
+        return 2
+    print(page)
     return 0
 
 
@@ -141,14 +249,47 @@ def cmd_check(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from autograder.authoring.export import export
+    from autograder.course.config import CourseError
 
-    if not args.gradescope:
-        print("autograder export: only --gradescope is supported", file=sys.stderr)
+    chosen = [flag for flag in ("gradescope", "canvas", "csv") if getattr(args, flag)]
+    if len(chosen) != 1:
+        print("autograder export: give one of --gradescope, --canvas, --csv", file=sys.stderr)
         return 2
-    path = export(args.hw, Path(args.out) if args.out else None)
+    try:
+        if args.gradescope:
+            from autograder.authoring.export import export
+
+            visibility = _course(args).policy(args.hw).visibility if _course(args) else None
+            path = export(args.hw, Path(args.out) if args.out else None, visibility=visibility)
+        else:
+            path = _export_class(args, chosen[0])
+    except CourseError as error:
+        print(f"autograder: {error}", file=sys.stderr)
+        return 2
     print(path)
     return 0
+
+
+def _export_class(args, kind: str) -> Path:
+    from autograder.course.config import CourseError
+    from autograder.course.gradebook import (
+        class_dir,
+        class_rows,
+        write_canvas_csv,
+        write_plain_csv,
+    )
+    from autograder.course.identities import Identities
+
+    course = _course(args)
+    if course is None:
+        raise CourseError(f"export --{kind} needs --course course.toml")
+    grades = Path(args.grades or BUILD_DIR / "grades" / args.hw)
+    identities = Identities.load(grades)
+    rows = class_rows(course, identities, grades)
+    name = "canvas.csv" if kind == "canvas" else "grades.csv"
+    out = Path(args.out) if args.out else class_dir(grades) / name
+    write = write_canvas_csv if kind == "canvas" else write_plain_csv
+    return write(out, course, args.hw, rows)
 
 
 def cmd_bundle(args) -> int:
@@ -221,6 +362,50 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--bundle", help="grade with this grading bundle folder (default: build it from HW)"
     )
+    grade.add_argument(
+        "--course",
+        help="course.toml: match submissions to the roster, apply deadlines and "
+        "visibility, write the class gradebook and report (OUT/_class/)",
+    )
+    grade.add_argument("--manifest", help="CSV of submission,student,submitted_at (with --course)")
+
+    regrade = sub.add_parser("regrade", help="regrade a class in place (logged)")
+    regrade.add_argument("hw")
+    regrade.add_argument("--course", required=True, help="course.toml")
+    regrade.add_argument("--out", help="the class's grading folder (default: build/grades/HW)")
+    regrade.add_argument(
+        "--student", action="append", help="a student id (repeat for several; default: all)"
+    )
+    regrade.add_argument(
+        "--only", action="append", help="regrade only this unit (repeat for several)"
+    )
+    regrade.add_argument("--reason", help="written to the regrade log")
+    regrade.add_argument("--by", help="who regrades (default: the login name)")
+    regrade.add_argument(
+        "--sandbox",
+        default="local",
+        choices=["local", "container", "bwrap", "unshare", "plain", "docker", "podman"],
+    )
+    regrade.add_argument("--engine", choices=["docker", "podman"], help="container engine")
+    regrade.add_argument("--timeout", type=float, help="per-unit wall and CPU limit, seconds")
+    regrade.add_argument("--memory-mb", type=int, help="per-process memory limit")
+
+    similarity = sub.add_parser(
+        "similarity", help="pairwise similarity of student-written code (copydetect)"
+    )
+    similarity.add_argument("hw")
+    similarity.add_argument(
+        "submissions", nargs="*", help="submissions (default: the class graded into --out)"
+    )
+    similarity.add_argument("--out", help="the class's grading folder (default: build/grades/HW)")
+    similarity.add_argument("--course", help="course.toml (labels pairs with student names)")
+    similarity.add_argument("--top", type=int, default=20, help="pairs shown side by side")
+    similarity.add_argument(
+        "--common",
+        type=int,
+        default=None,
+        help="ignore code found in more than this many submissions (default: a fifth, >= 2)",
+    )
 
     bundle = sub.add_parser("bundle", help="build (or find) a homework's grading bundle")
     bundle.add_argument("hw")
@@ -234,10 +419,24 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a Gradescope autograder")
     export.add_argument("hw")
     export.add_argument("--gradescope", action="store_true", help="Gradescope zip")
-    export.add_argument("--out", help="zip path (default: build/gradescope/HW.zip)")
+    export.add_argument("--canvas", action="store_true", help="Canvas gradebook import CSV")
+    export.add_argument("--csv", action="store_true", help="plain CSV of final scores")
+    export.add_argument("--course", help="course.toml (--canvas, --csv; visibility for Gradescope)")
+    export.add_argument("--grades", help="the class's grading folder (default: build/grades/HW)")
+    export.add_argument(
+        "--out",
+        help="output (default: build/gradescope/HW.zip, GRADES/_class/canvas.csv, "
+        "GRADES/_class/grades.csv)",
+    )
 
     report = sub.add_parser("report", help="re-render gradebook.csv and report.html")
     report.add_argument("dir")
+    report.add_argument("--course", help="course.toml: also the class outputs and feedback.txt")
+    report.add_argument(
+        "--published",
+        action="store_true",
+        help="grades are published: feedback.txt shows after_published units too",
+    )
 
     demo = sub.add_parser("demo", help="the offline platform tour")
     demo.add_argument("--out", default=str(BUILD_DIR / "demo"))
@@ -270,5 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": cmd_export,
         "bundle": cmd_bundle,
         "image": cmd_image,
+        "regrade": cmd_regrade,
+        "similarity": cmd_similarity,
     }
     return handlers[args.command](args)
