@@ -135,16 +135,21 @@ def cmd_grade(args) -> int:
 
 def _grade_class(args, grader, out: Path) -> int:
     from autograder.course.classes import grade_class
+    from autograder.course.config import CourseError
 
-    identities = grade_class(
-        _course(args),
-        grader,
-        args.submissions,
-        out,
-        manifest=Path(args.manifest) if args.manifest else None,
-        jobs=args.jobs,
-        resume=not args.no_resume,
-    )
+    try:
+        identities = grade_class(
+            _course(args),
+            grader,
+            args.submissions,
+            out,
+            manifest=Path(args.manifest) if args.manifest else None,
+            jobs=args.jobs,
+            resume=not args.no_resume,
+        )
+    except CourseError as error:  # a manifest naming someone not on the roster...
+        print(f"autograder: {error}", file=sys.stderr)
+        return 2
     _print_identities(identities)
     print(f"\nclass gradebook: {out}/_class/gradebook.csv; class report: {out}/_class/report.html")
     return 0
