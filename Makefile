@@ -13,7 +13,7 @@ export MKL_NUM_THREADS ?= 1
 export NEEDLE_NUM_THREADS ?= 1
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: setup system-deps test test-fast test-slow test-long mistakes lint demo bench release lectures docker clean \
+.PHONY: setup system-deps test test-slow test-long test-all mistakes lint demo bench release lectures docker clean \
         train-mlp train-resnet9 train-lm
 
 setup: $(STAMP)
@@ -50,25 +50,27 @@ lint: setup
 	$(PY) -m ruff format --check library autograder assignments lectures
 	$(PY) -m mypy
 
-# Every test but the long ones (make test-long): the library, the autograder (every homework
-# graded, the adversarial and security suites, batches, a batch of 50), the releases, mutation
-# coverage and realistic mistakes of hw0-hw2, the notebooks.
+# The tests CI runs (about 20 minutes on 2 cores): the library on every backend, the autograder
+# (every homework graded, the adversarial and security suites, batches and signals, the
+# Gradescope export), the releases, the realistic mistakes of hw0-hw2's public tests, the quick
+# notebooks and lectures. What takes a minute or more per case is marked slow or long.
 test: setup lint
-	$(PYTEST) library/tests autograder/tests assignments lectures -m "not long"
+	$(PYTEST) library/tests autograder/tests assignments lectures -m "not slow and not long"
 	NEEDLE_BACKEND=np $(PYTEST) library/tests/test_ops.py library/tests/test_autograd.py
 
-# The quick loop while developing (about 7 minutes): everything but the tests marked slow.
-test-fast: setup
-	$(PYTEST) library/tests autograder/tests assignments lectures -m "not slow and not long"
-
+# The tests marked slow (about an hour): mutation coverage of every homework, a batch of 50,
+# hw0/hw2/hw3 grading end to end, hw3's check loop, the heavy notebooks and lectures.
 test-slow: setup
 	$(PYTEST) library/tests autograder/tests assignments lectures -m "slow and not long"
 
-# What make test leaves out because it takes minutes per case (about 30 minutes from cold):
-# the container sandbox with podman (offline Debian image, hw0 and hw1), the Gradescope bundle
-# in an offline Debian container, and the realistic-mistake subset of the C++ homeworks.
+# What takes minutes per case (about 30 minutes from cold): the container sandbox with podman
+# (offline Debian image, hw0 and hw1), the Gradescope bundle in an offline Debian container,
+# and the realistic-mistake subset of the C++ homeworks.
 test-long: setup
 	$(PYTEST) library/tests autograder/tests assignments lectures -m long
+
+# Everything: make test, then the slow and the long tests.
+test-all: test test-slow test-long
 
 # The whole catalogue of realistic mistakes, with a report per homework in build/mistakes/.
 mistakes: setup

@@ -2,9 +2,11 @@
 at most GRADER_BUDGET of memory, and never an internal error.
 
 Each hostile input is read in a fresh Python process (the same code the grader runs); the
-test reads that process's peak resident memory (``ru_maxrss``, reported by the process
-itself and checked against ``RUSAGE_CHILDREN``). The process runs under a 3 GiB address-space
-limit so that a regression fails fast instead of swapping the machine.
+test reads that process's peak resident memory (``VmHWM`` in ``/proc/self/status``, the
+high-water mark of the process's own address space). Not ``ru_maxrss``: Linux carries the
+parent's high-water mark across a vfork+exec, so after a long pytest session every child
+would report pytest's own size. The process runs under a 3 GiB address-space limit so that a
+regression fails fast instead of swapping the machine.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def peak_rss_mb(code: str) -> tuple[float, str]:
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
         sys.path.insert(0, {root!r})
         {code}
-        print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        with open("/proc/self/status") as status:
+            hwm = [line.split()[1] for line in status if line.startswith("VmHWM:")][0]
+        print("PEAK_KB", hwm)
         """
     ).format(root=str(REPO_ROOT), code=textwrap.indent(textwrap.dedent(code), "").strip())
     done = subprocess.run(
