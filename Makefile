@@ -51,8 +51,8 @@ lint: setup
 	$(PY) -m mypy
 
 # The tests CI runs (about 20 minutes on 2 cores): the library on every backend, the autograder
-# (every homework graded, the adversarial and security suites, batches and signals, the
-# Gradescope export), the releases, the realistic mistakes of hw0-hw2's public tests, the quick
+# (hw1, hw4 and hw4_extra graded end to end, the adversarial and security suites, batches and signals, the
+# Gradescope export), the releases, hw1's realistic mistakes (caught by grading), the quick
 # notebooks and lectures. What takes a minute or more per case is marked slow or long.
 test: setup lint
 	$(PYTEST) library/tests autograder/tests assignments lectures -m "not slow and not long"

@@ -156,8 +156,9 @@ def test_grade_command_exits_non_zero_with_the_sandbox_error(
 # --- signals -----------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)]
+)
 def test_a_signal_stops_the_batch_and_keeps_what_finished(hw1, signum, public_dir, tmp_path):
     subs = [
         make_submission(tmp_path / "subs" / f"s{i}", hw1, REFERENCE if i % 2 else ())
