@@ -81,7 +81,7 @@ def test_hw3_check_rebuilds_changed_kernels_and_survives_a_segfault(workdir):
     kernel = release / "src" / "ndarray_backend_cpu.cc"
     edit(kernel, GE_LINE, GE_LINE.replace("x >= y", "x > y"))
     second = make_check(release, selector)
-    assert second.returncode == 1, second.stdout[-4000:]
+    assert second.returncode != 0, second.stdout[-4000:]  # make says 2 for any failure
     assert "changed after" in second.stdout and "compiling the C++" in second.stdout
     assert "first failure: tests/test_hw3_ndarray.py::test_elementwise_array_array" in second.stdout
     assert "greater_equal" in second.stdout and "Mismatched elements" in second.stdout
@@ -92,7 +92,7 @@ def test_hw3_check_rebuilds_changed_kernels_and_survives_a_segfault(workdir):
     crash = "  if (a.size > 0) *static_cast<volatile float*>(nullptr) = 1.0f;\n  "
     edit(kernel, GE_LINE.replace("x >= y", "x > y"), crash + GE_LINE)
     third = make_check(release, selector)
-    assert third.returncode == 1, third.stdout[-4000:]
+    assert third.returncode != 0, third.stdout[-4000:]
     assert "crashed (signal 11, SIGSEGV)" in third.stdout, third.stdout[-4000:]
     assert "public tests per graded part" in third.stdout
     assert "FAILING" in part_line(third.stdout, "ndarray_cpu_ops_ge")
