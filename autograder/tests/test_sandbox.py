@@ -10,41 +10,27 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from autograder.engine.paths import ENGINE_DIR, REPO_ROOT
+from autograder.engine.paths import REPO_ROOT
 from autograder.engine.runtime import ensure_runtime
 from autograder.engine.sandbox import (
-    GRADER,
-    RUNTIME,
-    SITE,
-    BwrapSandbox,
     MiB,
-    Mount,
     PlainSandbox,
     SandboxLimits,
-    UnshareSandbox,
-    _works,
     describe_end,
     local_sandbox,
 )
+from autograder.tests.sandbox_helpers import backends, reachable_folder
+from autograder.tests.sandbox_helpers import run_python as run_sandboxed
 
 SMALL = SandboxLimits(wall_s=20, cpu_s=10, memory_bytes=1024 * MiB, processes=16)
 
 
 def _backends():
-    params = []
-    bwrap = shutil.which("bwrap")
-    candidates = [("bwrap", BwrapSandbox(bwrap) if bwrap else None), ("unshare", UnshareSandbox())]
-    for name, sandbox in candidates:
-        reason = "bwrap is not installed" if sandbox is None else _works(sandbox)
-        marks = [pytest.mark.skip(reason=f"{name} sandbox unavailable here: {reason}")]
-        params.append(pytest.param(sandbox, id=name, marks=marks if reason else []))
-    return params
+    return backends(plain=False)
 
 
 @pytest.fixture(scope="module")
@@ -54,31 +40,11 @@ def runtime():
 
 @pytest.fixture
 def tmp_path():
-    """A scratch folder the sandbox user can reach (pytest's own is private to its user)."""
-    folder = Path(tempfile.mkdtemp(prefix="ag-sandbox-test-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    yield from reachable_folder("ag-sandbox-test-")
 
 
 def run_python(sandbox, runtime, tmp_path, code: str, limits: SandboxLimits = SMALL):
-    grader = tmp_path / "grader"
-    grader.mkdir(exist_ok=True)
-    grader.chmod(0o755)
-    shutil.copyfile(ENGINE_DIR / "runner.py", grader / "runner.py")
-    mounts = [
-        Mount(runtime.python_home, RUNTIME),
-        Mount(runtime.site, SITE),
-        Mount(grader, GRADER),
-    ]
-    view = sandbox.view
-    prelude = (
-        f"import sys; sys.path[:0] = [{view(mounts, SITE)!r}, {view(mounts, GRADER)!r}]\n"
-        f"import runner; runner.apply_limits({json.dumps(limits.rlimits())})\n"
-    )
-    python = view(mounts, RUNTIME) + "/bin/python3"
-    argv = [python, "-I", "-S", "-B", "-c", prelude + textwrap.dedent(code)]
-    return sandbox.run(argv, mounts, limits, cwd="/tmp")
+    return run_sandboxed(sandbox, runtime, tmp_path, code, limits)
 
 
 @pytest.mark.parametrize("sandbox", _backends())

@@ -14,11 +14,8 @@ limit was written and read back before the launch; ``cgroups.RunCgroup``); other
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
-import tempfile
-import textwrap
 import types
 import uuid
 from pathlib import Path
@@ -27,21 +24,16 @@ import pytest
 
 from autograder.engine import cgroups
 from autograder.engine import results as results_io
-from autograder.engine.paths import ENGINE_DIR
 from autograder.engine.runtime import ensure_runtime
 from autograder.engine.sandbox import (
-    GRADER,
-    RUNTIME,
-    SITE,
     BwrapSandbox,
     MiB,
-    Mount,
     PlainSandbox,
     SandboxLimits,
-    UnshareSandbox,
-    _works,
     describe_end,
 )
+from autograder.tests.sandbox_helpers import backends, reachable_folder
+from autograder.tests.sandbox_helpers import run_python as run_sandboxed
 
 GiB = 1024 * MiB
 LIMITS = SandboxLimits(wall_s=60, cpu_s=30, memory_bytes=512 * MiB, processes=16)
@@ -55,15 +47,7 @@ NO_CGROUP = (
 
 
 def _backends():
-    params = []
-    bwrap = shutil.which("bwrap")
-    candidates = [("bwrap", BwrapSandbox(bwrap) if bwrap else None), ("unshare", UnshareSandbox())]
-    for name, sandbox in candidates:
-        reason = "bwrap is not installed" if sandbox is None else _works(sandbox)
-        marks = [pytest.mark.skip(reason=f"{name} sandbox unavailable here: {reason}")]
-        params.append(pytest.param(sandbox, id=name, marks=marks if reason else []))
-    params.append(pytest.param(PlainSandbox("test"), id="plain"))
-    return params
+    return backends(plain=True)
 
 
 @pytest.fixture(scope="module")
@@ -73,28 +57,11 @@ def runtime():
 
 @pytest.fixture
 def tmp_path():
-    """A scratch folder the sandbox user can reach (pytest's own is private to its user)."""
-    folder = Path(tempfile.mkdtemp(prefix="ag-memory-test-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    yield from reachable_folder("ag-memory-test-")
 
 
 def run_python(sandbox, runtime, tmp_path, code: str, limits: SandboxLimits = LIMITS):
-    grader = tmp_path / "grader"
-    grader.mkdir(exist_ok=True)
-    grader.chmod(0o755)
-    shutil.copyfile(ENGINE_DIR / "runner.py", grader / "runner.py")
-    mounts = [Mount(runtime.python_home, RUNTIME), Mount(runtime.site, SITE), Mount(grader, GRADER)]
-    view = sandbox.view
-    prelude = (
-        f"import sys; sys.path[:0] = [{view(mounts, SITE)!r}, {view(mounts, GRADER)!r}]\n"
-        f"import runner; runner.apply_limits({json.dumps(limits.rlimits())})\n"
-        f"CAP = {CAP}\n"
-    )
-    python = view(mounts, RUNTIME) + "/bin/python3"
-    argv = [python, "-I", "-S", "-B", "-c", prelude + textwrap.dedent(code)]
-    return sandbox.run(argv, mounts, limits, cwd="/tmp")
+    return run_sandboxed(sandbox, runtime, tmp_path, code, limits, prelude=f"CAP = {CAP}\n")
 
 
 # memfd files of 32 MiB (RLIMIT_FSIZE is 64 MiB per file), filled page by page until CAP.
