@@ -29,6 +29,22 @@ def _params(slow: set[str]) -> list:
     return [pytest.param(hw, marks=pytest.mark.slow) if hw in slow else hw for hw in NOTEBOOKS]
 
 
+def _execute(nbclient, notebook, folder) -> list:
+    """Run ``notebook`` top to bottom in a fresh kernel started in ``folder`` (raises
+    CellExecutionError at the first cell that fails); the error outputs left in it."""
+    client = nbclient.NotebookClient(
+        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    )
+    client.execute()
+    return [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("hw", _params(SLOW_SOLUTIONS))
 def test_solution_notebook_executes(hw, monkeypatch):
@@ -38,27 +54,14 @@ def test_solution_notebook_executes(hw, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     path = REPO_ROOT / load(hw).notebook
     notebook = nbformat.read(str(path), as_version=4)
-    client = nbclient.NotebookClient(
-        notebook,
-        timeout=900,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
     start = time.perf_counter()
-    client.execute()
+    errors = _execute(nbclient, notebook, path.parent)
     seconds = time.perf_counter() - start
     print(f"{path.relative_to(REPO_ROOT)} ran in {seconds:.1f}s")
     times = json.loads(TIMES.read_text()) if TIMES.is_file() else {}
     times[hw] = round(seconds, 1)
     TIMES.parent.mkdir(parents=True, exist_ok=True)
     TIMES.write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
-    errors = [
-        output
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-        if output.get("output_type") == "error"
-    ]
     assert not errors, f"{hw}: cells raised {[e['ename'] for e in errors]}"
     failed_checks = [
         output["text"]
@@ -83,17 +86,7 @@ def test_release_notebook_runs_all_with_stubs(hw, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     release = build_release(hw, tmp_path, archive=False)
     notebook = nbformat.read(str(release / f"{hw}.ipynb"), as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(release)}}
-    )
-    client.execute()  # raises CellExecutionError on the first cell that fails
-    errors = [
-        output
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-        if output.get("output_type") == "error"
-    ]
+    errors = _execute(nbclient, notebook, release)
     assert not errors, f"{hw}: cells raised {[e['ename'] for e in errors]}"
     reports = [
         "".join(o.get("text", "") for o in cell.get("outputs", []))
