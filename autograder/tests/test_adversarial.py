@@ -8,6 +8,8 @@ place outside the sandbox's private scratch space, no other process.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from autograder.engine import cgroups
 from autograder.engine.paths import REPO_ROOT
+from autograder.engine.results import MEMORY_NOT_ENFORCED
 from autograder.tests.adversarial.build import PACKAGING_ATTACKS, build_all, payload_attacks
 
 pytestmark = pytest.mark.hw1
@@ -222,3 +226,25 @@ def test_feedback_and_reports_are_plain_bounded_text(adversarial_batch):
     gradebook = (out / "gradebook.csv").read_text()
     assert not control.search(gradebook.replace("\r\n", "\n"))
     assert (out / "report.html").stat().st_size < 2_000_000
+    # No gradebook cell a spreadsheet would run as a formula (hostile_text tries).
+    for row in csv.reader(io.StringIO(gradebook)):
+        for cell in row:
+            assert not (cell[:1] in ("=", "+", "@", "\t", "\r") or FORMULA_MINUS.match(cell)), cell
+    hostile = (out / "hostile_text" / "feedback.txt").read_text()
+    assert "calc" in hostile and "\x1b" not in hostile and "\u202e" not in hostile  # it ran
+
+
+FORMULA_MINUS = re.compile(r"-(?!\d+(\.\d+)?$)")  # "-" then anything but a plain number
+
+
+def test_memory_outside_the_address_space_is_counted_or_reported(adversarial_batch):
+    """shared_memory_hoard holds memfd pages that RLIMIT_AS never sees: a memory cgroup stops
+    it; where none can be made, every report says the memory limit is not enforced."""
+    _, results, out = adversarial_batch
+    by_name = {r["extra_data"]["submission"]: r for r in results}
+    result = by_name["shared_memory_hoard"]
+    text = result["output"] + "".join(t["output"] for t in result["tests"])
+    if cgroups.enforcement() == "cgroup":
+        assert "HOARDED" not in text and cgroups.MEMORY_MESSAGE in text, text[:800]
+    else:
+        assert MEMORY_NOT_ENFORCED in (out / "shared_memory_hoard" / "feedback.txt").read_text()
