@@ -66,10 +66,35 @@ def adversarial_batch(hw1, fast_hw1_grader, tmp_path_factory):
     from autograder.tests.conftest import make_submission
 
     make_submission(blank, hw1)
+    start_rss = _reset_peak_rss()
     results = fast_hw1_grader.grade_batch(
         [*paths, blank], root / "out", jobs=2, progress=False, resume=False
     )
+    GRADER_PEAK["growth"] = _status_kib("VmHWM") * 1024 - start_rss
     return paths, results, root / "out"
+
+
+# The grader's own budget while it grades the whole batch (it grades in this process, in
+# threads): its resident peak may grow by at most this much, whatever the submissions do.
+GRADER_BUDGET = 500 << 20
+GRADER_PEAK: dict[str, int] = {}
+
+
+def _status_kib(field: str) -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith(field + ":")).split()[1])
+
+
+def _reset_peak_rss() -> int:
+    """Reset this process's resident high-water mark to its current size (Linux >= 4.0:
+    "5" to /proc/self/clear_refs); that size, in bytes."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_kib("VmRSS") * 1024
+
+
+def test_the_grader_stays_within_its_memory_budget(adversarial_batch):
+    print(f"grader resident peak grew {GRADER_PEAK['growth'] >> 20} MiB over the batch")
+    assert 0 <= GRADER_PEAK["growth"] < GRADER_BUDGET, GRADER_PEAK["growth"] >> 20
 
 
 def test_the_suite_has_at_least_fifteen_attacks():
