@@ -22,7 +22,7 @@ $(STAMP): $(NATIVE_SOURCES)
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,notebooks]'
+	$(PY) -m pip install -q -e '.[test,notebooks,server]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
