@@ -7,11 +7,15 @@
     autograder bundle HW                                 build the grading bundle, print its folder
     autograder report DIR [--course C [--published]]     re-render gradebook.csv + report.html
     autograder grade HW SUB... --course C [--manifest M] a class: identities, lateness, class report
+    autograder grade HW SUB... --cluster local[:N]|ADDR  one Dask task per submission
     autograder regrade HW --course C [--student ID]... [--only UNIT]...   regrade in place, logged
     autograder export HW --canvas|--csv --course C       the class's grades for an LMS import
     autograder similarity HW [SUB...] [--course C]       similarity of student-written code
     autograder demo [--out DIR]                          the offline platform tour
     autograder image build [--engine E] [--base-image I] the container sandbox's image
+    autograder serve --course C [--db URL]               the course server (autograder/server)
+    autograder serve-tokens --course C [--out CSV]       the students' tokens, for mailing
+    autograder serve-demo [--out DIR]                    a demo course server on :8000
 
 Exit status: 0 when the command did its job (grading a submission that scores 0 is a job
 done), 2 for usage or setup errors (unknown homework, broken probes, no sandbox, a sandbox
@@ -26,6 +30,12 @@ import sys
 from pathlib import Path
 
 from autograder.engine.paths import BUILD_DIR
+
+SERVER_COMMANDS = {
+    "serve": "run the course server (uploads, feedback, class dashboard)",
+    "serve-tokens": "issue the students' tokens for the course server",
+    "serve-demo": "a demo course on the course server",
+}
 
 
 def _homework_and_grader(args):
@@ -95,6 +105,12 @@ def cmd_grade(args) -> int:
     from autograder.engine.bundle import BundleError
     from autograder.engine.grading import GraderSetupError, SandboxBroken
 
+    if args.cluster and (args.course or args.bundle or args.require_gpu):
+        print(
+            "autograder: --cluster does not go with --course, --bundle or --require-gpu",
+            file=sys.stderr,
+        )
+        return 2
     try:
         grader = _homework_and_grader(args)
     except (GraderSetupError, BundleError, RuntimeError, ValueError) as error:
@@ -110,10 +126,13 @@ def cmd_grade(args) -> int:
                 print(f"WARNING: {grader.sandbox.describe()}", file=sys.stderr)
             if args.course:
                 return _grade_class(args, grader, out)
-            results = grader.grade_batch(
-                args.submissions, out, jobs=args.jobs, resume=not args.no_resume
-            )
-    except SandboxBroken as error:
+            if args.cluster:
+                results = _grade_on_cluster(args, grader, out)
+            else:
+                results = grader.grade_batch(
+                    args.submissions, out, jobs=args.jobs, resume=not args.no_resume
+                )
+    except (SandboxBroken, GraderSetupError) as error:
         print(f"autograder: {error}", file=sys.stderr)
         if (out / "gradebook.csv").is_file():
             print(f"gradebook of what finished: {out}/gradebook.csv", file=sys.stderr)
@@ -131,6 +150,28 @@ def cmd_grade(args) -> int:
         f"report: {out}/report.html"
     )
     return 0
+
+
+def _grade_on_cluster(args, grader, out: Path) -> list[dict]:
+    """``--cluster``: one Dask task per submission (``autograder.cluster``)."""
+    from autograder.cluster import GradingCluster
+    from autograder.cluster.batch import grade_batch_on_cluster, parse_cluster
+
+    address, workers = parse_cluster(args.cluster)
+    with GradingCluster(
+        address,
+        n_workers=workers or 2,
+        sandbox=args.sandbox,
+        log=lambda message: print(message, file=sys.stderr),
+    ) as cluster:
+        return grade_batch_on_cluster(
+            cluster,
+            grader,
+            args.submissions,
+            out,
+            resume=not args.no_resume,
+            limits=grader.limit_overrides,
+        )
 
 
 def _grade_class(args, grader, out: Path) -> int:
@@ -340,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("release", help="write a homework's student release", add_help=False)
+    for name, text in SERVER_COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
 
     grade = sub.add_parser("grade", help="grade submissions with the hidden probes")
     grade.add_argument("hw", help="homework, e.g. hw1")
@@ -373,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
         "visibility, write the class gradebook and report (OUT/_class/)",
     )
     grade.add_argument("--manifest", help="CSV of submission,student,submitted_at (with --course)")
+    grade.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="grade one Dask task per submission: local[:N] (an in-process cluster of N "
+        "workers, default 2) or a scheduler address (tcp://host:8786)",
+    )
 
     regrade = sub.add_parser("regrade", help="regrade a class in place (logged)")
     regrade.add_argument("hw")
@@ -465,6 +514,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "release":
         return cmd_release(argv[1:])
+    if argv and argv[0] in SERVER_COMMANDS:
+        from autograder.server.cli import main as server_main
+
+        return server_main(argv)
     args = build_parser().parse_args(argv)
     handlers = {
         "grade": cmd_grade,

@@ -292,8 +292,10 @@ def _tests_use_torch(assignment: Assignment) -> bool:
     )
 
 
-def _release_metadata(assignment: Assignment, regions: list[ReleasedRegion], fill: bool) -> str:
-    data = {
+def _release_metadata(
+    assignment: Assignment, regions: list[ReleasedRegion], fill: bool, server: str | None = None
+) -> str:
+    data: dict = {
         "name": assignment.name,
         "homeworks": list(HOMEWORKS),
         "title": assignment.title,
@@ -311,6 +313,8 @@ def _release_metadata(assignment: Assignment, regions: list[ReleasedRegion], fil
             for r in regions
         ],
     }
+    if server:  # the course server `make submit` uploads to (autograder serve)
+        data["server"] = server.rstrip("/")
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
@@ -320,7 +324,11 @@ def _release_metadata(assignment: Assignment, regions: list[ReleasedRegion], fil
 
 
 def render_release(
-    assignment: Assignment, *, fill: bool = False, earlier: str | None = None
+    assignment: Assignment,
+    *,
+    fill: bool = False,
+    earlier: str | None = None,
+    server: str | None = None,
 ) -> dict[str, bytes]:
     """Every file of a release, student path → contents (nothing is written).
 
@@ -329,6 +337,8 @@ def render_release(
         fill: fill every region from the reference (a perfect-student workspace).
         earlier: ``"filled"`` or ``"stubbed"`` overrides the ``earlier`` policy of
             ``assignment.toml`` (the grading bundle's blank release uses ``"filled"``).
+        server: the course server's URL (``autograder serve``), written to
+            ``.assignment.json`` for ``make submit`` to upload to.
     """
     if earlier is not None:
         if earlier not in ("filled", "stubbed"):
@@ -375,7 +385,8 @@ def render_release(
             output[student] = _render_template(template, values).encode("utf-8")
         else:
             output[student] = (TEMPLATES / template).read_bytes()
-    output[".assignment.json"] = _release_metadata(assignment, regions, fill).encode("utf-8")
+    metadata = _release_metadata(assignment, regions, fill, server)
+    output[".assignment.json"] = metadata.encode("utf-8")
     _check_accept(assignment, output, regions)
     return dict(sorted(output.items()))
 
@@ -465,6 +476,7 @@ def build_release(
     fill: bool = False,
     archive: bool = True,
     earlier: str | None = None,
+    server: str | None = None,
 ) -> Path:
     """Write the release of ``hw`` to ``out_dir/hw`` (replacing it) and return that folder.
 
@@ -474,12 +486,13 @@ def build_release(
         fill: fill every region back from the reference (a perfect-student workspace).
         archive: also write ``out_dir/hw.zip`` (skipped for ``fill=True``).
         earlier: override of the toml's ``earlier`` policy (``"filled"``: a self-study release).
+        server: the course server's URL, for ``make submit`` to upload to.
 
     A student release (not ``fill``) that contains earlier homeworks' solutions is written with
     a warning on stderr.
     """
     assignment = load(hw)
-    files = render_release(assignment, fill=fill, earlier=earlier)
+    files = render_release(assignment, fill=fill, earlier=earlier, server=server)
     published = [] if fill else published_earlier_solutions(assignment, files)
     if published:
         print(
@@ -532,6 +545,11 @@ def main(argv: list[str] | None = None) -> int:
         help="give earlier homeworks' regions filled (publishes their solutions; a class release "
         "stubs them and students bring their own code with make carry)",
     )
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        help="the course server (autograder serve) that make submit uploads the zip to",
+    )
     args = parser.parse_args(argv)
     names = homeworks() if args.hw == "all" else [args.hw]
     if args.hw != "all" and args.hw not in HOMEWORKS:
@@ -540,7 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     for hw in names:
         try:
             target = build_release(
-                hw, args.out, fill=args.fill, earlier="filled" if args.self_study else None
+                hw,
+                args.out,
+                fill=args.fill,
+                earlier="filled" if args.self_study else None,
+                server=args.server,
             )
         except (ReleaseError, OSError, ValueError) as error:
             print(f"error: {hw}: {error}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""The course server: ``autograder serve`` (see ``app`` and docs/running-a-class.md)."""
