@@ -2,17 +2,29 @@
 
 The archive holds exactly the files the grader accepts (listed in ``.assignment.json``), with
 fixed timestamps so the same files always give the same zip.
+
+When the release names a course server (``"server"`` in ``.assignment.json``, or the
+``NEEDLE_SERVER`` environment variable), the zip is then uploaded with your token (the
+``NEEDLE_TOKEN`` environment variable, or the file ``.needle-token`` here) and the feedback
+printed once graded. The zip is always kept here, whatever happens to the upload.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+POLL_SECONDS = float(os.environ.get("NEEDLE_POLL_TIMEOUT", "900"))
+RETRY_DELAY = float(os.environ.get("NEEDLE_RETRY_DELAY", "1"))
 
 
 def stubs_left(text: str, tag: str) -> int:
@@ -56,6 +68,129 @@ def main() -> int:
         print(f"  {relative}")
     if todo:
         print(f"note: {todo} region(s) of {name} still hold the release's stub")
+    server = os.environ.get("NEEDLE_SERVER") or info.get("server")
+    if not server:
+        return 0
+    return upload(server.rstrip("/"), name, archive_path)
+
+
+def token() -> str | None:
+    found = os.environ.get("NEEDLE_TOKEN", "").strip()
+    if not found and (ROOT / ".needle-token").is_file():
+        found = (ROOT / ".needle-token").read_text(encoding="utf-8").strip()
+    return found or None
+
+
+class ServerError(Exception):
+    def __init__(self, status: int, detail: str, retry_after: str | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.retry_after = status, detail, retry_after
+
+
+def request(url: str, secret: str, data: bytes | None = None, headers=None) -> dict:
+    """One API call; ``ServerError`` for an HTTP error, ``OSError`` when unreachable."""
+    sent = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    sent.add_header("Authorization", f"Bearer {secret}")
+    sent.add_header("Accept", "application/json")
+    for key, value in (headers or {}).items():
+        sent.add_header(key, value)
+    try:
+        with urllib.request.urlopen(sent, timeout=60) as answer:
+            return json.loads(answer.read().decode("utf-8"))
+    except urllib.error.HTTPError as error:
+        try:
+            detail = json.loads(error.read().decode("utf-8")).get("detail", "")
+        except (ValueError, OSError, AttributeError):
+            detail = ""
+        retry = error.headers.get("Retry-After")
+        raise ServerError(error.code, str(detail or error.reason), retry) from None
+
+
+def upload(server: str, name: str, archive_path: Path) -> int:
+    kept = f"your zip is kept: {archive_path}"
+    secret = token()
+    if secret is None:
+        print(
+            "not uploaded: no token. Put the token your instructor sent in "
+            f"{ROOT / '.needle-token'} or set NEEDLE_TOKEN, then run make submit again ({kept})",
+            file=sys.stderr,
+        )
+        return 1
+    data = archive_path.read_bytes()
+    headers = {
+        "Content-Type": "application/zip",
+        "X-Filename": archive_path.name,
+        "Idempotency-Key": uuid.uuid4().hex,  # a retry of this upload is stored once
+    }
+    try:  # the server's size limit, said clearly before sending a zip over it
+        limit = int(request(f"{server}/api/health", secret).get("max_upload_bytes", 0))
+    except (ServerError, OSError, ValueError):
+        limit = 0  # the upload itself reports what is wrong
+    if limit and len(data) > limit:
+        print(
+            f"not uploaded: the zip is {len(data)} bytes, over the server's limit of {limit} "
+            f"bytes; remove large files you added ({kept})",
+            file=sys.stderr,
+        )
+        return 1
+    target = f"{server}/api/homeworks/{name}/submissions"
+    print(f"uploading {archive_path.name} ({len(data)} bytes) to {server} ...")
+    answer = None
+    for attempt in range(4):
+        try:
+            answer = request(target, secret, data, headers)
+            break
+        except ServerError as error:
+            return report_refusal(error, server, kept)
+        except OSError as error:  # unreachable, reset, timed out: the same key is safe to retry
+            if attempt == 3:
+                print(
+                    f"cannot reach the course server at {server} ({error}); "
+                    f"try again later or upload it on the course web page ({kept})",
+                    file=sys.stderr,
+                )
+                return 1
+            time.sleep(RETRY_DELAY * 2**attempt)
+    assert answer is not None
+    print(f"submitted: submission {answer['id']} ({answer['state']}); waiting for the grade ...")
+    return poll(server, secret, answer, kept)
+
+
+def report_refusal(error: ServerError, server: str, kept: str) -> int:
+    if error.status == 401:
+        why = "the server does not know your token: check NEEDLE_TOKEN or .needle-token"
+    elif error.status == 413:
+        why = f"the zip is too big for the server: {error.detail}"
+    elif error.status == 429:
+        wait = f" (retry in {error.retry_after} s)" if error.retry_after else ""
+        why = f"too many submissions for now{wait}: {error.detail}"
+    else:
+        why = f"the server refused the upload (HTTP {error.status}): {error.detail}"
+    print(f"not uploaded to {server}: {why} ({kept})", file=sys.stderr)
+    return 1
+
+
+def poll(server: str, secret: str, answer: dict, kept: str) -> int:
+    url = f"{server}/api/submissions/{answer['id']}"
+    deadline = time.monotonic() + POLL_SECONDS
+    delay = 1.0
+    while time.monotonic() < deadline:
+        try:
+            seen = request(url, secret)
+        except (ServerError, OSError) as error:
+            seen = {"state": "unknown", "error": str(error)}
+        if seen.get("state") == "done":
+            print(seen.get("feedback", "").rstrip())
+            if seen.get("late"):
+                print(f"late: {seen['late']}")
+            print(f"\nfeedback page: {server}{answer['page']}")
+            return 0
+        if seen.get("state") == "failed":
+            print(f"the server could not grade it: {seen.get('error', '')}", file=sys.stderr)
+            return 1
+        time.sleep(delay)
+        delay = min(5.0, delay * 1.5)
+    print(f"still grading; the feedback will be at {server}{answer['page']} ({kept})")
     return 0
 
 
