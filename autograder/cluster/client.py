@@ -4,7 +4,7 @@ grades one task per submission with ``worker.grade_task``."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable
 
 from autograder.cluster.worker import AUTO, grade_task
 
@@ -95,7 +95,7 @@ class GradingCluster:
         items: Iterable[GradingItem | tuple],
         progress: bool = True,
         on_error: Callable[[GradingItem, BaseException], dict] | None = None,
-    ) -> Iterator[tuple[GradingItem, dict]]:
+    ) -> Generator[tuple[GradingItem, dict], None, None]:
         """Submit every item, then yield ``(item, results)`` as each one finishes. A task
         that failed (after its retries, or a ``KilledWorker``) raises its error here, unless
         ``on_error(item, error)`` gives a result for it. Closing the iterator early cancels

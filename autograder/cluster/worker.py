@@ -15,12 +15,13 @@ engine when it ends, whichever thread started it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     from autograder.engine.grading import Grader
@@ -59,7 +60,8 @@ def worker_grader(
         from autograder.engine.grading import Grader
         from autograder.engine.sandbox import make_sandbox
 
-        bundle = build_bundle(homework, log=_log)
+        with _bundle_lock(homework):
+            bundle = build_bundle(homework, log=_log)
         grader = Grader(
             bundle,
             make_sandbox(sandbox_kind(sandbox)),
@@ -74,6 +76,25 @@ def worker_grader(
             raise
         _GRADERS[key] = grader
         return grader
+
+
+@contextlib.contextmanager
+def _bundle_lock(homework: str) -> Iterator[None]:
+    """Workers on one machine build a missing bundle one at a time (the others then load it
+    from the cache instead of computing the same reference answers at once)."""
+    import fcntl
+
+    from autograder.authoring.bundle import bundles_dir
+
+    folder = bundles_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in homework)
+    with open(folder / f".{safe}.cluster-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _log(message: str) -> None:
