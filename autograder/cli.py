@@ -13,6 +13,9 @@
     autograder similarity HW [SUB...] [--course C]       similarity of student-written code
     autograder demo [--out DIR]                          the offline platform tour
     autograder image build [--engine E] [--base-image I] the container sandbox's image
+    autograder serve --course C [--db URL]               the course server (autograder/server)
+    autograder serve-tokens --course C [--out CSV]       the students' tokens, for mailing
+    autograder serve-demo [--out DIR]                    a demo course server on :8000
 
 Exit status: 0 when the command did its job (grading a submission that scores 0 is a job
 done), 2 for usage or setup errors (unknown homework, broken probes, no sandbox, a sandbox
@@ -27,6 +30,12 @@ import sys
 from pathlib import Path
 
 from autograder.engine.paths import BUILD_DIR
+
+SERVER_COMMANDS = {
+    "serve": "run the course server (uploads, feedback, class dashboard)",
+    "serve-tokens": "issue the students' tokens for the course server",
+    "serve-demo": "a demo course on the course server",
+}
 
 
 def _homework_and_grader(args):
@@ -372,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("release", help="write a homework's student release", add_help=False)
+    for name, text in SERVER_COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
 
     grade = sub.add_parser("grade", help="grade submissions with the hidden probes")
     grade.add_argument("hw", help="homework, e.g. hw1")
@@ -503,6 +514,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "release":
         return cmd_release(argv[1:])
+    if argv and argv[0] in SERVER_COMMANDS:
+        from autograder.server.cli import main as server_main
+
+        return server_main(argv)
     args = build_parser().parse_args(argv)
     handlers = {
         "grade": cmd_grade,
