@@ -14,7 +14,7 @@ export NEEDLE_NUM_THREADS ?= 1
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
 .PHONY: setup system-deps test test-slow test-long test-all mistakes lint demo bench release lectures docker clean \
-        train-mlp train-resnet9 train-lm
+        train-mlp train-resnet9 train-lm serve-demo load-test
 
 setup: $(STAMP)
 
@@ -43,6 +43,14 @@ system-deps:
 	      podman runc uidmap slirp4netns fuse-overlayfs debootstrap) >/dev/null 2>&1 \
 	      || echo "warning: could not install podman/runc/debootstrap; --sandbox container needs them"; \
 	  else echo "note: podman/runc/debootstrap not found (only for --sandbox container); see README"; fi; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium, chromium-driver (the course server's browser test)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver) >/dev/null 2>&1 \
+	      || echo "warning: could not install chromium/chromium-driver; the browser test skips"; \
+	  else echo "note: chromium/chromedriver not found (only for the server's browser test); see README"; fi; \
 	fi
 
 lint: setup
@@ -99,6 +107,17 @@ train-resnet9: setup
 
 train-lm: setup
 	$(PY) library/apps/train.py lstm-ptb
+
+# The course server on a demo course (build/serve-demo: three students, an instructor, hw1's
+# release whose make submit uploads here): prints the tokens and serves on 127.0.0.1:8000.
+serve-demo: setup
+	$(PY) -m autograder serve-demo --out build/serve-demo --port 8000
+
+# The course server under load: 50 students, 200 hw1 submissions, two local grading workers;
+# again with a worker killed and with the server restarted mid-run (p50/p95 upload-to-feedback
+# times and graded/lost/duplicated counts in build/load-test/results.json).
+load-test: setup
+	$(PY) -m autograder.server.loadtest --students 50 --submissions 200 --work build/load-test
 
 # The container sandbox's image: docker/grader.Dockerfile where a registry answers, else the
 # local image (Debian minbase from the Debian archive + g++/CMake + this machine's runtime).

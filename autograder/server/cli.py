@@ -114,6 +114,7 @@ def serve(argv: list[str]) -> int:
     parser.add_argument("--rate-window", type=float, default=60.0, help="seconds")
     parser.add_argument("--secure-cookies", action="store_true", help="behind HTTPS")
     parser.add_argument("--issue-tokens", metavar="CSV", help="first issue missing tokens")
+    parser.add_argument("--quiet", action="store_true", help="no access log")
     args = parser.parse_args(argv)
     config = config_of(args)
     try:
@@ -129,7 +130,13 @@ def serve(argv: list[str]) -> int:
     from autograder.server.app import create_app
 
     print(f"course server on http://{args.host}:{args.port}/ (data: {config.data_dir})")
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        create_app(config),
+        host=args.host,
+        port=args.port,
+        log_level="warning" if args.quiet else "info",
+        access_log=not args.quiet,
+    )
     return 0
 
 

@@ -140,3 +140,95 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+POSTGRES_BIN = [Path("/usr/local/bin"), Path("/usr/lib/postgresql/15/bin"), Path("/usr/bin")]
+
+
+def postgres_tools() -> dict[str, Path] | None:
+    """initdb, pg_ctl and postgres from one folder, or None."""
+    import shutil
+
+    folders = [*POSTGRES_BIN]
+    found = shutil.which("pg_ctl")
+    if found:
+        folders.insert(0, Path(found).parent)
+    for folder in folders:
+        tools = {name: folder / name for name in ("initdb", "pg_ctl", "postgres")}
+        if all(path.is_file() for path in tools.values()):
+            return tools
+    return None
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL server on a Unix socket in a temporary folder (trust auth).
+    PostgreSQL refuses to run as root, so as root it runs as ``nobody`` (setpriv)."""
+
+    def __init__(self, tools: dict[str, Path]):
+        import os
+        import tempfile
+
+        self.tools = tools
+        self.root = Path(tempfile.mkdtemp(prefix="needle-pg-"))
+        self.root.chmod(0o755)
+        self.data, self.socket, self.logs = (self.root / n for n in ("data", "sock", "logs"))
+        self.prefix: list[str] = []
+        for folder in (self.data, self.socket, self.logs):
+            folder.mkdir()
+            if os.getuid() == 0:
+                os.chown(folder, 65534, 65534)
+        if os.getuid() == 0:
+            self.prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        self.databases = 0
+
+    def _run(self, *argv: str) -> None:
+        import subprocess
+
+        subprocess.run([*self.prefix, *argv], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> PostgresServer:
+        self._run(
+            str(self.tools["initdb"]),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        )
+        options = f"-k {self.socket} -c listen_addresses='' -c fsync=off"
+        self._run(
+            str(self.tools["pg_ctl"]),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.logs / "postgres.log"),
+            "-w",
+            "start",
+        )
+        return self
+
+    def new_database(self) -> str:
+        """A fresh, empty database; its SQLAlchemy URL."""
+        import psycopg
+
+        self.databases += 1
+        name = f"needle_test_{self.databases}"
+        with psycopg.connect(
+            host=str(self.socket), user="postgres", dbname="postgres", autocommit=True
+        ) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://postgres@/{name}?host={self.socket}"
+
+    def stop(self) -> None:
+        import shutil
+
+        try:
+            self._run(
+                str(self.tools["pg_ctl"]), "-D", str(self.data), "-m", "immediate", "-w", "stop"
+            )
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
