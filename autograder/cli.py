@@ -158,20 +158,23 @@ def _grade_on_cluster(args, grader, out: Path) -> list[dict]:
     from autograder.cluster.batch import grade_batch_on_cluster, parse_cluster
 
     address, workers = parse_cluster(args.cluster)
-    with GradingCluster(
-        address,
-        n_workers=workers or 2,
-        sandbox=args.sandbox,
-        log=lambda message: print(message, file=sys.stderr),
-    ) as cluster:
-        return grade_batch_on_cluster(
-            cluster,
-            grader,
-            args.submissions,
-            out,
-            resume=not args.no_resume,
-            limits=grader.limit_overrides,
+
+    def connect() -> GradingCluster:  # only when something is left to grade
+        return GradingCluster(
+            address,
+            n_workers=workers or 2,
+            sandbox=args.sandbox,
+            log=lambda message: print(message, file=sys.stderr),
         )
+
+    return grade_batch_on_cluster(
+        connect,
+        grader,
+        args.submissions,
+        out,
+        resume=not args.no_resume,
+        limits=grader.limit_overrides,
+    )
 
 
 def _grade_class(args, grader, out: Path) -> int:

@@ -20,6 +20,7 @@ workers only grade (``worker.grade_task``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -27,7 +28,7 @@ import tarfile
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
 from autograder.cluster.client import GradingCluster, GradingItem
 from autograder.engine.batch import (
@@ -60,6 +61,13 @@ def parse_cluster(spec: str) -> tuple[str | None, int]:
     return spec, 0
 
 
+class _Idle:
+    """Stands in for a cluster when every submission was resumed."""
+
+    def grade_many(self, items, progress=True, on_error=None) -> Generator[Any, None, None]:
+        yield from ()
+
+
 def pack_submission(path: Path) -> tuple[bytes, str]:
     """The bytes that travel to a worker and the file name they are graded under: a file as it
     is; a folder as a ``.tar.gz`` of its contents (links and special files go in as what they
@@ -82,7 +90,7 @@ def task_key(homework: str, name: str, archive: bytes, options: dict[str, Any]) 
 
 
 def grade_batch_on_cluster(
-    cluster: GradingCluster,
+    cluster: GradingCluster | Callable[[], GradingCluster],
     grader: Grader,
     paths: list[str | Path],
     out_dir: Path,
@@ -91,9 +99,11 @@ def grade_batch_on_cluster(
     limits: dict[str, Any] | None = None,
 ) -> list[dict]:
     """Grade ``paths`` on ``cluster``; every submission gets a results.json, as with
-    ``engine.batch.grade_batch``. ``grader``: this machine's grader of the homework (its
-    bundle, its fingerprints for resume, its "could not be graded" results), made with the
-    sandbox kind and ``limits`` (overrides) the workers use.
+    ``engine.batch.grade_batch``. ``cluster``: a ``GradingCluster``, or a function that makes
+    one (called only when something is left to grade; closed at the end). ``grader``: this
+    machine's grader of the homework (its bundle, which the workers use when they have it,
+    its fingerprints for resume, its "could not be graded" results), made with the sandbox
+    kind and ``limits`` (overrides) the workers use.
 
     Raises ``SandboxBroken``/``GraderSetupError`` (a worker cannot grade) and
     ``BatchInterrupted`` (SIGINT/SIGTERM); in every case the gradebook and report hold what
@@ -116,10 +126,10 @@ def grade_batch_on_cluster(
             archive, filename = pack_submission(path)
         except OSError as error:  # unreadable here: the worker reports it as ungradable
             archive, filename = b"", f"unreadable-{type(error).__name__}"
-        options: dict[str, Any] = {"name": name}
+        options: dict[str, Any] = {"name": name, "bundle_key": grader.bundle.key}
         if limits:
             options["limits"] = dict(limits)
-        key = task_key(homework, name, archive, {**options, "sandbox": cluster.sandbox})
+        key = task_key(homework, name, archive, {**options, "sandbox": grader.sandbox.kind})
         items.append(GradingItem(key, homework, archive, filename, options, tag=name))
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -138,8 +148,16 @@ def grade_batch_on_cluster(
 
     stopped: BaseException | None = None
     warned: set[str] = set()
-    with signals_stop_batch() as signals:
-        graded = cluster.grade_many(items, progress=progress, on_error=failed)
+    owned: GradingCluster | None = None
+    active: GradingCluster | _Idle
+    if isinstance(cluster, GradingCluster):
+        active = cluster
+    elif items:
+        active = owned = cluster()
+    else:
+        active = _Idle()  # everything resumed: no cluster is started
+    with signals_stop_batch() as signals, owned or contextlib.nullcontext():
+        graded = active.grade_many(items, progress=progress, on_error=failed)
         try:
             for item, result in graded:
                 worker_key = result.get("extra_data", {}).get("bundle_key")

@@ -55,6 +55,9 @@ class GradingCluster:
                 processes=True,
                 dashboard_address=None,
                 scheduler_port=0,
+                # No dashboard, and the scheduler's HTTP routes on a free port of loopback
+                # (not 8787: another cluster or server may have it).
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             )
             self._client = Client(self._cluster)
             where = self._cluster.scheduler_address

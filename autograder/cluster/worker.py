@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -24,12 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
+    from autograder.engine.bundle import GradingBundle
     from autograder.engine.grading import Grader
 
 AUTO = "auto"  # the strongest local sandbox that works on the worker (``--sandbox local``)
 
 _GRADERS: dict[tuple, Grader] = {}
 _LOCK = threading.Lock()
+_BUNDLES: dict[tuple[str, str | None], GradingBundle] = {}
+_BUNDLE_LOCK = threading.Lock()
 
 
 def sandbox_kind(sandbox: str) -> str:
@@ -41,27 +45,67 @@ def _limits_key(limits: dict[str, Any] | None) -> tuple:
     return tuple(sorted((limits or {}).items()))
 
 
+def cached_bundle(folder: Path, key: str) -> GradingBundle | None:
+    """The saved bundle under ``folder`` (``build/autograder/bundles/HW``) whose content key
+    is ``key``, or None. ``GradingBundle.load`` checks every file against the manifest."""
+    from autograder.engine.bundle import MANIFEST, BundleError, GradingBundle
+
+    try:
+        candidates = sorted(folder.iterdir())
+    except OSError:
+        return None
+    for candidate in candidates:
+        try:
+            if json.loads((candidate / MANIFEST).read_text()).get("key") != key:
+                continue
+            bundle = GradingBundle.load(candidate)
+        except (OSError, ValueError, AttributeError, BundleError):
+            continue
+        if bundle.key == key and bundle.name == folder.name:
+            return bundle
+    return None
+
+
+def worker_bundle(homework: str, bundle_key: str | None = None) -> GradingBundle:
+    """The grading bundle of ``homework`` in this process: the saved one with content key
+    ``bundle_key`` when this machine has it (the very bundle the submitter grades with), else
+    the one ``build_bundle`` gives (built from the homework's sources on this machine, or
+    loaded from its cache). Kept for the life of the process."""
+    from autograder.authoring.bundle import build_bundle, bundles_dir
+
+    with _BUNDLE_LOCK:
+        bundle = _BUNDLES.get((homework, bundle_key))
+        if bundle is not None:
+            return bundle
+        if bundle_key:
+            bundle = cached_bundle(bundles_dir() / homework, bundle_key)
+        if bundle is None:
+            with _bundle_lock(homework):
+                bundle = build_bundle(homework, log=_log)
+        _BUNDLES[(homework, bundle_key)] = bundle
+        return bundle
+
+
 def worker_grader(
     homework: str,
     sandbox: str = AUTO,
     limits: dict[str, Any] | None = None,
     variant: int | None = None,
+    bundle_key: str | None = None,
 ) -> Grader:
     """This process's grader of ``homework`` (built once, its sandbox checked by the canary).
 
     Raises ``GraderSetupError`` / ``SandboxBroken`` / ``BundleError``: not a submission's
     fault, so the task fails and Dask may run it on another worker."""
-    key = (homework, sandbox, _limits_key(limits), variant)
+    key = (homework, sandbox, _limits_key(limits), variant, bundle_key)
     with _LOCK:
         grader = _GRADERS.get(key)
         if grader is not None:
             return grader
-        from autograder.authoring.bundle import build_bundle
         from autograder.engine.grading import Grader
         from autograder.engine.sandbox import make_sandbox
 
-        with _bundle_lock(homework):
-            bundle = build_bundle(homework, log=_log)
+        bundle = worker_bundle(homework, bundle_key)
         grader = Grader(
             bundle,
             make_sandbox(sandbox_kind(sandbox)),
@@ -135,6 +179,7 @@ def grade_task(
     name: str | None = None,
     limits: dict[str, Any] | None = None,
     variant: int | None = None,
+    bundle_key: str | None = None,
 ) -> dict:
     """Runs on a Dask worker: write the submission's bytes (a .zip/.tar.gz/.ipynb, or a single
     file named ``filename``) into a fresh private temporary folder, grade it with the same
@@ -145,11 +190,13 @@ def grade_task(
     ``name``: the submission's name in the results (default: ``filename`` without its
     archive suffix, as local grading names it); ``limits``: limit overrides as
     ``--timeout``/``--memory-mb`` give them (``SandboxLimits`` fields); ``variant``: a fixed
-    input variant (tests), else one drawn per submission. The grader is cached per
-    (homework, sandbox, limits, variant) in the worker process."""
+    input variant (tests), else one drawn per submission; ``bundle_key``: grade with the
+    saved bundle of that content key where the worker has it (``worker_bundle``). The
+    grader is cached per (homework, sandbox, limits, variant, bundle_key) in the worker
+    process, the bundle per (homework, bundle_key)."""
     from autograder.engine.batch import safe_name
 
-    grader = worker_grader(homework, sandbox, limits, variant)
+    grader = worker_grader(homework, sandbox, limits, variant, bundle_key)
     file_name = submission_filename(filename)
     folder = Path(tempfile.mkdtemp(prefix="needle-submission-"))  # 0700: the grader's only
     try:

@@ -1,0 +1,325 @@
+"""Grading on a Dask cluster (``autograder.cluster``): the same results as local grading, a
+worker killed mid-task, ``grade --cluster local:2``, and hostile submissions on a worker.
+
+hw1 (the quickest homework to grade: a few seconds a submission, no compilation). The
+submissions are made from the releases as in ``conftest``: the reference-filled release
+deserves every point, the blank one none.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+distributed = pytest.importorskip(
+    "distributed", reason="dask.distributed is not installed (pip install -e '.[server]')"
+)
+
+from autograder.cluster import GradingCluster, GradingItem, grade_task  # noqa: E402
+from autograder.cluster.batch import pack_submission, parse_cluster, task_key  # noqa: E402
+from autograder.engine import cgroups  # noqa: E402
+from autograder.engine.grading import Grader  # noqa: E402
+from autograder.engine.sandbox import local_sandbox  # noqa: E402
+from autograder.tests.adversarial.build import build_payload  # noqa: E402
+from autograder.tests.conftest import make_submission  # noqa: E402
+
+pytestmark = pytest.mark.hw1
+
+FAST = {"wall_s": 5.0, "cpu_s": 5}  # hostile submissions: hangs end in seconds
+SANDBOX_LAUNCHERS = {"setpriv", "bwrap", "unshare", "sh", "python3", "python"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with GradingCluster(n_workers=2) as grading:
+        yield grading
+
+
+@pytest.fixture(scope="module")
+def submissions(hw1, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cluster-submissions")
+    folders = {
+        "reference": make_submission(root / "reference", hw1, tuple(hw1.accept)),
+        "blank": make_submission(root / "blank", hw1),
+        "autograd_only": make_submission(root / "autograd_only", hw1, ("needle/autograd.py",)),
+    }
+    junk = root / "junk.zip"
+    junk.write_bytes(b"this is not a zip file")
+    return {**folders, "junk": junk}
+
+
+def without_timing(results: dict) -> dict:
+    """A results dict without what differs between two gradings of the same submission."""
+    results = copy.deepcopy(results)
+    results.pop("execution_time", None)
+    for field in ("graded_at", "run_id"):
+        results["extra_data"].pop(field, None)
+    for test in results["tests"]:
+        test.get("extra_data", {}).pop("wall_s", None)
+    return results
+
+
+def test_parse_cluster():
+    assert parse_cluster("local") == (None, 2)
+    assert parse_cluster("local:5") == (None, 5)
+    assert parse_cluster("tcp://grader-head:8786") == ("tcp://grader-head:8786", 0)
+    for bad in ("local:0", "local:x", "  "):
+        with pytest.raises(ValueError):
+            parse_cluster(bad)
+
+
+def test_task_key_is_deterministic():
+    one = task_key("hw1", "alice", b"data", {"name": "alice"})
+    assert one == task_key("hw1", "alice", b"data", {"name": "alice"})
+    assert one.startswith("grade-") and one.endswith("-alice")
+    assert one != task_key("hw1", "alice", b"other data", {"name": "alice"})
+    assert one != task_key("hw1", "alice", b"data", {"name": "alice", "limits": FAST})
+
+
+def test_grade_task_in_process_never_raises_for_the_submission(hw1):
+    """Bytes that are no archive, and a path as file name: a "could not be graded" result
+    (the file is written under its last component, in a private folder)."""
+    results = grade_task("hw1", b"\x00garbage", "../../etc/passwd.zip", bundle_key=hw1.bundle.key)
+    assert results["score"] == 0.0
+    assert results["extra_data"]["gradable"] is False
+    assert results["output"].rstrip().endswith("(File is not a zip file)")
+    assert results["max_score"] == pytest.approx(hw1.max_score)
+    assert not Path("/etc/passwd.zip").exists()
+
+
+def test_cluster_results_identical_to_local_grading(hw1, cluster, submissions):
+    """Each submission graded locally and on a worker (input variant 0 for both): the same
+    results.json, timings and run ids aside. The folders travel as .tar.gz archives."""
+    names = ["reference", "blank", "autograd_only", "junk"]
+    futures = {}
+    for name in names:
+        archive, filename = pack_submission(submissions[name])
+        key = task_key("hw1", name, archive, {"name": name, "variant": 0, "test": "identical"})
+        futures[name] = cluster.submit(
+            key, "hw1", archive, filename, name=name, variant=0, bundle_key=hw1.bundle.key
+        )
+    start = time.monotonic()
+    remote = {name: future.result(timeout=300) for name, future in futures.items()}
+    cluster_s = time.monotonic() - start
+    start = time.monotonic()
+    with Grader(hw1.bundle, local_sandbox(), variant=0) as grader:
+        local = {name: grader.grade(submissions[name], name=name) for name in names}
+    local_s = time.monotonic() - start
+    print(f"\n{len(names)} submissions: cluster {cluster_s:.1f} s, local {local_s:.1f} s")
+    assert remote["reference"]["score"] == pytest.approx(hw1.max_score)
+    assert remote["blank"]["score"] == 0.0
+    assert 0 < remote["autograd_only"]["score"] < hw1.max_score
+    assert remote["junk"]["extra_data"]["gradable"] is False
+    for name in names:
+        assert without_timing(remote[name]) == without_timing(local[name]), name
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below ``pid``: {pid: command name}."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+        names[int(entry)] = name
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = names[child]
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_for(condition, timeout: float, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    return condition()
+
+
+def run_cgroups_of(pid: int) -> list[Path]:
+    found = cgroups.hierarchy()
+    if found is None:
+        return []
+    parents = {found.memory_parent, found.pids_parent} - {None}
+    return [
+        child
+        for parent in parents
+        if parent is not None
+        for child in parent.glob(f"{cgroups.RUN_PREFIX}{pid}-*")
+    ]
+
+
+def test_worker_killed_mid_task_is_retried_and_graded_once(hw1, cluster, submissions):
+    """SIGKILL to the worker process while its sandbox runs the probes: Dask runs the task
+    again on another worker, grade_many gives each submission exactly once with its right
+    score, and nothing of the dead worker's sandbox is left (processes, run cgroups)."""
+    client = cluster.client
+    items = []
+    for name in ("reference", "blank"):
+        archive, filename = pack_submission(submissions[name])
+        key = task_key("hw1", name, archive, {"name": name, "test": f"killed-{time.time()}"})
+        options = {"name": name, "bundle_key": hw1.bundle.key}
+        items.append(GradingItem(key, "hw1", archive, filename, options, tag=name))
+    target = items[0].key
+    outputs: list[tuple[str, dict]] = []
+    errors: list[BaseException] = []
+
+    def consume():
+        try:
+            for item, results in cluster.grade_many(items, progress=False):
+                outputs.append((item.tag, results))
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            errors.append(error)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    try:
+
+        def running_worker():
+            for worker, keys in client.processing().items():
+                if target in keys:
+                    return worker
+            return None
+
+        worker = wait_for(running_worker, 120)
+        assert worker, "the task never started"
+        pid = client.run(os.getpid, workers=[worker])[worker]
+
+        def sandboxed():  # the sandbox is running the probes: the task is mid-way
+            below = descendants(pid)
+            return below if any(name in ("bwrap", "unshare") for name in below.values()) else {}
+
+        below = wait_for(sandboxed, 120, step=0.02)
+        assert below, "the worker never started a sandbox"
+        os.kill(pid, signal.SIGKILL)
+        consumer.join(timeout=300)
+    finally:
+        consumer.join(timeout=1)
+    assert not consumer.is_alive(), "grade_many never finished"
+    assert not errors, errors
+    assert sorted(tag for tag, _ in outputs) == ["blank", "reference"]
+    scores = dict((tag, results["score"]) for tag, results in outputs)
+    assert scores == {"reference": pytest.approx(hw1.max_score), "blank": 0.0}
+    # The scheduler saw the worker die while it ran the task (and so ran it again).
+    # (The futures are released by now; the scheduler's story of the key remains.)
+    story = client.run_on_scheduler(
+        lambda dask_scheduler, key=target: [list(map(str, e)) for e in dask_scheduler.story(key)]
+    )
+    assert sum(event[2] == "processing" for event in story) >= 2, story
+    # The dead worker's sandbox processes end with it (bubblewrap dies with its parent).
+    left = wait_for(lambda: [p for p in below if alive(p)] == [], 15)
+    assert left, {p: below[p] for p in below if alive(p)}
+    # Its run cgroups are removed by the restarted worker (SandboxSweeper).
+    assert wait_for(lambda: run_cgroups_of(pid) == [], 60, step=0.5), run_cgroups_of(pid)
+    # And the cluster has its two workers again.
+    assert wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, 60)
+
+
+def test_cli_grade_on_local_cluster(hw1, submissions, tmp_path, capsys):
+    """``grade HW SUB... --cluster local:2``: the outputs of local grading, and a rerun
+    resumes (nothing graded again)."""
+    from autograder.cli import main
+
+    out = tmp_path / "out"
+    argv = ["grade", "hw1", str(submissions["reference"]), str(submissions["blank"])]
+    argv += ["--cluster", "local:2", "--out", str(out)]
+    start = time.monotonic()
+    assert main(argv) == 0
+    print(f"\ncli --cluster local:2, 2 submissions: {time.monotonic() - start:.1f} s")
+    printed = capsys.readouterr().out
+    assert "gradebook" in printed
+    first = {}
+    for name, score in (("reference", hw1.max_score), ("blank", 0.0)):
+        results = json.loads((out / name / "results.json").read_text())
+        assert results["score"] == pytest.approx(score)
+        assert results["extra_data"]["submission"] == name
+        assert (out / name / "feedback.txt").is_file()
+        first[name] = results["extra_data"]["run_id"]
+    with open(out / "gradebook.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    assert (out / "report.html").is_file()
+    assert main(argv) == 0  # resume: the stored results carry the same fingerprints
+    for name in first:
+        results = json.loads((out / name / "results.json").read_text())
+        assert results["extra_data"]["run_id"] == first[name]
+
+
+def sleeping_daemons() -> list[str]:
+    """Host processes left by the escaping_daemon attack (``sleep 4321``)."""
+    left = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline[:2] == [b"sleep", b"4321"]:
+                left.append(pid)
+    return left
+
+
+def test_hostile_submissions_on_a_worker(hw1, cluster, tmp_path):
+    """Adversarial hw1 submissions (kill every process in sight, a daemon that escapes its
+    group, a memory bomb) graded on workers: each scores 0, no worker dies, no daemon is left,
+    and the workers then grade the reference to full marks."""
+    client = cluster.client
+    before = client.run(os.getpid)
+    attacks = ["kill_everything", "escaping_daemon", "memory_bomb"]
+    futures = {}
+    for attack in attacks:
+        archive, filename = pack_submission(build_payload(attack, tmp_path, hw1.blank))
+        key = task_key("hw1", attack, archive, {"limits": FAST, "t": time.time()})
+        futures[attack] = cluster.submit(
+            key, "hw1", archive, filename, name=attack, limits=FAST, bundle_key=hw1.bundle.key
+        )
+    for attack, future in futures.items():
+        results = future.result(timeout=300)
+        assert results["score"] == 0.0, (attack, results["output"])
+        assert results["extra_data"]["submission"] == attack
+    assert client.run(os.getpid) == before  # the same worker processes: none was killed
+    assert wait_for(lambda: sleeping_daemons() == [], 10), sleeping_daemons()
+    reference = make_submission(tmp_path / "reference", hw1, tuple(hw1.accept))
+    archive, filename = pack_submission(reference)
+    after = [  # one on each worker
+        client.submit(
+            grade_task,
+            "hw1",
+            archive,
+            filename,
+            bundle_key=hw1.bundle.key,
+            workers=[worker],
+            pure=False,
+        )
+        for worker in before
+    ]
+    for future in after:
+        assert future.result(timeout=300)["score"] == pytest.approx(hw1.max_score)
