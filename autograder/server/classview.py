@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from autograder.course.classes import shown_visibilities
-from autograder.course.config import Course
+from autograder.course.config import Course, Policy
 from autograder.course.gradebook import Row, class_rows
 from autograder.course.identities import Entry, Identities
 from autograder.engine.bundle import VISIBILITIES
@@ -69,6 +69,18 @@ class Feedback:
         }
 
 
+def with_course_visibility(result: dict, policy: Policy) -> dict:
+    """``result`` with the course's visibility of each unit (course.toml's
+    ``[homeworks.hwN.visibility]`` over the bundle's, as ``grade --course`` applies it)."""
+    if not policy.visibility:
+        return result
+    tests = [
+        {**t, "visibility": policy.visibility.get(t["name"], t.get("visibility", "visible"))}
+        for t in result.get("tests", [])
+    ]
+    return {**result, "tests": tests}
+
+
 def late_text(course: Course, hw: str, student: str, when: dt.datetime) -> tuple[str, object]:
     policy = course.policy(hw)
     lateness = policy.lateness(student, when)
@@ -109,7 +121,7 @@ def feedback(
     )
     if row.state != DONE or not row.result_json:
         return view
-    result = json.loads(row.result_json)
+    result = with_course_visibility(json.loads(row.result_json), policy)
     withheld_any = False
     for test in result["tests"]:
         visibility = test.get("visibility", "visible")
@@ -142,7 +154,8 @@ def materialize(db: Database, storage: Storage, classes_dir: Path, course: Cours
     for row in rows:
         name = entry_name(row.id, row.student_id)
         if row.state == DONE and row.result_json:
-            write_results(json.loads(row.result_json), folder, name)
+            result = with_course_visibility(json.loads(row.result_json), course.policy(hw))
+            write_results(result, folder, name)
         on_roster = course.student(row.student_id) is not None
         entries.append(
             Entry(

@@ -359,3 +359,16 @@ def test_dashboard_and_regrade_form(setup):
             follow_redirects=False,
         )
         assert sent.status_code == 303 and "regrading+2+submission" in sent.headers["location"]
+
+
+def test_course_visibility_overrides_the_bundle(tmp_path):
+    extra = '\n[homeworks.hw1.visibility]\nfirst = "hidden"\n'
+    course = write_course(tmp_path / "course", extra=extra)
+    config = ServerConfig(course_path=course, data_dir=tmp_path / "data")
+    tokens = {u: t for u, _, t in issue(config, tmp_path / "t.csv")}
+    with client_for(config, FakeCluster()) as client:
+        sid = upload(client, tokens["s1"], {"answer.txt": "first second"}).json()["id"]
+        units = {u["name"]: u for u in finished(client, tokens["s1"], sid)["units"]}
+        assert units["first"]["score"] is None and units["first"]["withheld"] == (
+            "not shown to students"
+        )
