@@ -372,3 +372,35 @@ def test_course_visibility_overrides_the_bundle(tmp_path):
         assert units["first"]["score"] is None and units["first"]["withheld"] == (
             "not shown to students"
         )
+
+
+def test_serve_tokens_command_and_replacement(tmp_path, capsys):
+    from autograder.cli import main
+    from autograder.server.auth import user_of_token
+
+    course = write_course(tmp_path / "course")
+    out = tmp_path / "tokens.csv"
+    assert main(["serve-tokens", "--course", str(course), "--out", str(out)]) == 0
+    first = {r["id"]: r["token"] for r in csv.DictReader(open(out))}
+    assert set(first) == {"s1", "s2", "prof"} and len(set(first.values())) == 3
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    assert main(["serve-tokens", "--course", str(course), "--out", str(out)]) == 0
+    assert "already has a token" in capsys.readouterr().out
+    again = ["serve-tokens", "--course", str(course), "--out", str(out), "--replace"]
+    assert main(again) == 0
+    second = {r["id"]: r["token"] for r in csv.DictReader(open(out))}
+    db = Database(
+        ServerConfig(course_path=course, data_dir=course.parent / "server-data").database_url
+    )
+    try:
+        assert user_of_token(db, first["s1"]) is None  # revoked
+        assert user_of_token(db, second["s1"]).id == "s1"
+    finally:
+        db.close()
+
+
+def test_serve_with_a_broken_course_is_a_usage_error(tmp_path, capsys):
+    from autograder.cli import main
+
+    assert main(["serve", "--course", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml" in capsys.readouterr().err
