@@ -65,12 +65,16 @@ class GradingCluster:
         else:
             self._client = Client(address)
             self.log(f"Dask cluster at {address}")
-        try:
-            from autograder.cluster.plugin import PLUGIN_NAME, SandboxSweeper
+        from autograder.cluster import plugin
 
-            self._client.register_plugin(SandboxSweeper(), name=PLUGIN_NAME)
-        except Exception as error:  # noqa: BLE001 - a worker without it still grades safely
-            self.log(f"could not register the sandbox sweeper on the workers: {error}")
+        for instance, name in (
+            (plugin.SandboxSweeper(), plugin.PLUGIN_NAME),
+            (plugin.SandboxReaper(), plugin.REAPER_NAME),
+        ):
+            try:
+                self._client.register_plugin(instance, name=name)
+            except Exception as error:  # noqa: BLE001 - bubblewrap still dies with its worker
+                self.log(f"could not register {name} on the cluster: {error}")
 
     @property
     def client(self) -> distributed.Client:

@@ -323,3 +323,98 @@ def test_hostile_submissions_on_a_worker(hw1, cluster, tmp_path):
     ]
     for future in after:
         assert future.result(timeout=300)["score"] == pytest.approx(hw1.max_score)
+
+
+def test_launcher_watch_kills_the_launchers_of_a_dead_worker():
+    """``LauncherWatch``: a child of the worker that leads its own session (how the engine
+    starts every sandbox) is killed, with its process group, once the worker is gone; a child
+    that is no session leader, and the launchers of a live worker, are left alone."""
+    import subprocess
+    import sys
+
+    from autograder.cluster.plugin import LauncherWatch
+
+    fake_worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "a = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+            "b = subprocess.Popen(['sleep', '301'])\n"
+            "print(a.pid, b.pid, flush=True)\n"
+            "time.sleep(300)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert fake_worker.stdout is not None
+    launcher, other = map(int, fake_worker.stdout.readline().split())
+    try:
+        watch = LauncherWatch()
+        assert watch.tick(fake_worker.pid) == []
+        assert [pid for pid, _ in watch.launchers] == [launcher]
+        assert watch.tick(fake_worker.pid) == [] and alive(launcher)  # worker alive: kept
+        fake_worker.kill()
+        fake_worker.wait()
+        assert watch.tick(None) == [launcher]
+        assert wait_for(lambda: not alive(launcher), 5)
+        assert alive(other)
+        assert watch.launchers == {}
+    finally:
+        for pid in (launcher, other):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def unshare_works() -> bool:
+    from autograder.engine.sandbox import UnshareSandbox, _works
+
+    return _works(UnshareSandbox()) is None
+
+
+@pytest.mark.slow  # about 40 s: the endless loop is in the last units of hw1
+def test_dead_workers_sandbox_killed_without_die_with_parent(hw1, tmp_path, monkeypatch):
+    """The ``unshare`` backend does not die with its parent, and without cgroups nothing
+    sweeps a run's processes: the nanny's ``SandboxReaper`` kills the sandbox of a worker
+    SIGKILLed while it ran an endless loop (not retried here: allowed-failures 0)."""
+    import dask
+
+    if not unshare_works():
+        pytest.skip("the unshare sandbox does not work here")
+    monkeypatch.setenv("NEEDLE_CGROUPS", "off")  # inherited by the worker processes
+    archive, filename = pack_submission(build_payload("infinite_loop", tmp_path, hw1.blank))
+    slow = {"wall_s": 120.0, "cpu_s": 120}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with GradingCluster(n_workers=1, sandbox="unshare") as grading:
+            client = grading.client
+            future = grading.submit(
+                f"grade-endless-{time.time()}",
+                "hw1",
+                archive,
+                filename,
+                limits=slow,
+                bundle_key=hw1.bundle.key,
+            )
+            (worker,) = client.scheduler_info()["workers"]
+            pid = client.run(os.getpid)[worker]
+
+            first_seen: dict[int, float] = {}
+
+            def looping():  # a runner that has been running for 3 s: in the endless loop
+                # (a runner that is writing answers would die of SIGPIPE with the worker)
+                below = descendants(pid)
+                now = time.monotonic()
+                for child, name in below.items():
+                    if name.startswith("python"):
+                        first_seen.setdefault(child, now)
+                stuck = [c for c in below if c in first_seen and now - first_seen[c] > 3.0]
+                return below if stuck and "unshare" in below.values() else {}
+
+            below = wait_for(looping, 150, step=0.1)
+            assert below, "the worker never ran the endless loop in a sandbox"
+            os.kill(pid, signal.SIGKILL)
+            gone = wait_for(lambda: [p for p in below if alive(p)] == [], 10)
+            assert gone, {p: below[p] for p in below if alive(p)}
+            assert isinstance(future.exception(timeout=60), distributed.KilledWorker)
