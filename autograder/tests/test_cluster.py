@@ -122,6 +122,23 @@ def test_cluster_results_identical_to_local_grading(hw1, cluster, submissions):
         assert without_timing(remote[name]) == without_timing(local[name]), name
 
 
+def test_grading_cluster_connects_to_a_scheduler_address(hw1, cluster):
+    """``GradingCluster(address)``: a client of a scheduler that runs elsewhere (here the
+    module's local cluster); closing it leaves that cluster running."""
+    address = cluster.client.scheduler_info()["address"]
+    assert address.startswith("tcp://127.0.0.1:")
+    with GradingCluster(address) as remote:
+        assert set(remote.client.scheduler_info()["workers"]) == set(
+            cluster.client.scheduler_info()["workers"]
+        )
+        key = task_key("hw1", "x", b"not an archive", {"test": f"address-{time.time()}"})
+        future = remote.submit(key, "hw1", b"not an archive", "x.zip", bundle_key=hw1.bundle.key)
+        results = future.result(timeout=300)
+    assert results["extra_data"]["gradable"] is False
+    assert results["score"] == 0.0 and results["max_score"] == pytest.approx(hw1.max_score)
+    assert cluster.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+
+
 def descendants(pid: int) -> dict[int, str]:
     """Every process below ``pid``: {pid: command name}."""
     children: dict[int, list[int]] = {}
