@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 @dataclasses.dataclass
 class GradingItem:
     """One submission to grade: its task ``key`` (deterministic per submission), homework,
-    bytes and file name; ``options`` go to ``grade_task`` (name, units, limits, variant)."""
+    bytes and file name; ``options`` go to ``grade_task`` (name, units, limits, variant,
+    bundle_key)."""
 
     key: str
     homework: str
@@ -84,7 +85,7 @@ class GradingCluster:
         self, key: str, homework: str, archive: bytes, filename: str, **options: Any
     ) -> distributed.Future:
         """Grade one submission: a future of its results dict. ``options``: more keyword
-        arguments of ``grade_task`` (name, units, limits, variant)."""
+        arguments of ``grade_task`` (name, units, limits, variant, bundle_key)."""
         return self._client.submit(
             grade_task,
             homework,

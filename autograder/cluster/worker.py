@@ -3,9 +3,10 @@
 ``grade_task`` is a plain function: Dask pickles it by reference, so a worker needs this
 repository (the grader image has it) but no file system shared with the submitter: the
 submission's bytes travel in the task. Each worker process keeps one ``Grader`` per
-(homework, sandbox, limits, variant); the first task that needs it builds (or loads) the
-grading bundle and runs the sandbox canary, exactly as ``python -m autograder grade`` does
-before a batch.
+(homework, sandbox, limits, variant, bundle key); the first task that needs it loads the
+grading bundle (the submitter's own, by content key, when this machine has it; else the one
+``build_bundle`` gives here) and runs the sandbox canary, exactly as
+``python -m autograder grade`` does before a batch.
 
 Nothing here needs the main thread: a Dask worker runs tasks in a thread pool, like the
 thread pool of ``engine.batch``. Every sandboxed run is killed and its cgroup removed by the

@@ -206,8 +206,8 @@ def test_worker_killed_mid_task_is_retried_and_graded_once(hw1, cluster, submiss
         options = {"name": name, "bundle_key": hw1.bundle.key}
         items.append(GradingItem(key, "hw1", archive, filename, options, tag=name))
     target = items[0].key
-    outputs: list[tuple[str, dict]] = []
-    errors: list[BaseException] = []
+    outputs = []  # (tag, results) in the order grade_many gives them
+    errors = []
 
     def consume():
         try:
@@ -417,7 +417,7 @@ def test_dead_workers_sandbox_killed_without_die_with_parent(hw1, tmp_path, monk
             (worker,) = client.scheduler_info()["workers"]
             pid = client.run(os.getpid)[worker]
 
-            first_seen: dict[int, float] = {}
+            first_seen = {}  # runner pid -> when it was first seen
 
             def looping():  # a runner that has been running for 3 s: in the endless loop
                 # (a runner that is writing answers would die of SIGPIPE with the worker)
