@@ -85,7 +85,10 @@ class GradingCluster:
         self, key: str, homework: str, archive: bytes, filename: str, **options: Any
     ) -> distributed.Future:
         """Grade one submission: a future of its results dict. ``options``: more keyword
-        arguments of ``grade_task`` (name, units, limits, variant, bundle_key)."""
+        arguments of ``grade_task`` (name, units, limits, variant, bundle_key).
+
+        The bytes go in the task itself, not ``scatter``ed to one worker: the scheduler
+        keeps them, so the task can run again when its worker dies."""
         return self._client.submit(
             grade_task,
             homework,

@@ -95,6 +95,15 @@ def test_grade_task_in_process_never_raises_for_the_submission(hw1):
     assert not Path("/etc/passwd.zip").exists()
 
 
+def test_grade_task_units(hw1, submissions):
+    """``units``: only those units are graded (a regrade of one unit), the reference's
+    points for them."""
+    archive, filename = pack_submission(submissions["reference"])
+    results = grade_task("hw1", archive, filename, units=["forward"], bundle_key=hw1.bundle.key)
+    assert [test["name"] for test in results["tests"]] == ["forward"]
+    assert results["score"] == pytest.approx(hw1.points["forward"])
+
+
 def test_cluster_results_identical_to_local_grading(hw1, cluster, submissions):
     """Each submission graded locally and on a worker (input variant 0 for both): the same
     results.json, timings and run ids aside. The folders travel as .tar.gz archives."""
@@ -271,8 +280,9 @@ def test_cli_grade_on_local_cluster(hw1, submissions, tmp_path, capsys):
     start = time.monotonic()
     assert main(argv) == 0
     print(f"\ncli --cluster local:2, 2 submissions: {time.monotonic() - start:.1f} s")
-    printed = capsys.readouterr().out
-    assert "gradebook" in printed
+    printed = capsys.readouterr()
+    assert "gradebook" in printed.out
+    assert "local Dask cluster: 2 workers" in printed.err
     first = {}
     for name, score in (("reference", hw1.max_score), ("blank", 0.0)):
         results = json.loads((out / name / "results.json").read_text())
@@ -285,6 +295,7 @@ def test_cli_grade_on_local_cluster(hw1, submissions, tmp_path, capsys):
     assert len(rows) == 2
     assert (out / "report.html").is_file()
     assert main(argv) == 0  # resume: the stored results carry the same fingerprints
+    assert "local Dask cluster" not in capsys.readouterr().err  # nothing to grade: none started
     for name in first:
         results = json.loads((out / name / "results.json").read_text())
         assert results["extra_data"]["run_id"] == first[name]
