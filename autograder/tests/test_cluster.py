@@ -23,8 +23,13 @@ distributed = pytest.importorskip(
     "distributed", reason="dask.distributed is not installed (pip install -e '.[server]')"
 )
 
-from autograder.cluster import GradingCluster, GradingItem, grade_task  # noqa: E402
-from autograder.cluster.batch import pack_submission, parse_cluster, task_key  # noqa: E402
+from autograder.cluster import GradingCluster, grade_task  # noqa: E402
+from autograder.cluster.batch import (  # noqa: E402
+    grade_batch_on_cluster,
+    pack_submission,
+    parse_cluster,
+    task_key,
+)
 from autograder.engine import cgroups  # noqa: E402
 from autograder.engine.grading import Grader  # noqa: E402
 from autograder.engine.sandbox import local_sandbox  # noqa: E402
@@ -203,40 +208,38 @@ def run_cgroups_of(pid: int) -> list[Path]:
     ]
 
 
-def test_worker_killed_mid_task_is_retried_and_graded_once(hw1, cluster, submissions):
-    """SIGKILL to the worker process while its sandbox runs the probes: Dask runs the task
-    again on another worker, grade_many gives each submission exactly once with its right
-    score, and nothing of the dead worker's sandbox is left (processes, run cgroups)."""
+def test_worker_killed_mid_task_is_retried_and_graded_once(hw1, cluster, submissions, tmp_path):
+    """SIGKILL to the worker process while its sandbox runs the probes, in a batch graded as
+    ``grade --cluster`` grades one: Dask runs the task again on another worker, the batch
+    has each submission exactly once with its right score (results and gradebook), and
+    nothing of the dead worker's sandbox is left (processes, run cgroups)."""
     client = cluster.client
-    items = []
-    for name in ("reference", "blank"):
-        archive, filename = pack_submission(submissions[name])
-        key = task_key("hw1", name, archive, {"name": name, "test": f"killed-{time.time()}"})
-        options = {"name": name, "bundle_key": hw1.bundle.key}
-        items.append(GradingItem(key, "hw1", archive, filename, options, tag=name))
-    target = items[0].key
-    outputs = []  # (tag, results) in the order grade_many gives them
+    out = tmp_path / "out"
+    paths = [submissions["reference"], submissions["blank"]]
+    returned = []
     errors = []
 
-    def consume():
+    def grade():
         try:
-            for item, results in cluster.grade_many(items, progress=False):
-                outputs.append((item.tag, results))
+            with Grader(hw1.bundle, local_sandbox()) as grader:
+                returned.extend(grade_batch_on_cluster(cluster, grader, paths, out, progress=False))
         except BaseException as error:  # noqa: BLE001 - reported by the test below
             errors.append(error)
 
-    consumer = threading.Thread(target=consume)
-    consumer.start()
+    batch = threading.Thread(target=grade)
+    batch.start()
     try:
 
         def running_worker():
             for worker, keys in client.processing().items():
-                if target in keys:
-                    return worker
+                for key in keys:
+                    if str(key).startswith("grade-") and str(key).endswith("-reference"):
+                        return worker, key
             return None
 
-        worker = wait_for(running_worker, 120)
-        assert worker, "the task never started"
+        found = wait_for(running_worker, 120)
+        assert found, "the task never started"
+        worker, target = found
         pid = client.run(os.getpid, workers=[worker])[worker]
 
         def sandboxed():  # the sandbox is running the probes: the task is mid-way
@@ -246,14 +249,18 @@ def test_worker_killed_mid_task_is_retried_and_graded_once(hw1, cluster, submiss
         below = wait_for(sandboxed, 120, step=0.02)
         assert below, "the worker never started a sandbox"
         os.kill(pid, signal.SIGKILL)
-        consumer.join(timeout=300)
+        batch.join(timeout=300)
     finally:
-        consumer.join(timeout=1)
-    assert not consumer.is_alive(), "grade_many never finished"
+        batch.join(timeout=1)
+    assert not batch.is_alive(), "the batch never finished"
     assert not errors, errors
-    assert sorted(tag for tag, _ in outputs) == ["blank", "reference"]
-    scores = dict((tag, results["score"]) for tag, results in outputs)
-    assert scores == {"reference": pytest.approx(hw1.max_score), "blank": 0.0}
+    names = [results["extra_data"]["submission"] for results in returned]
+    assert names == ["reference", "blank"]
+    with open(out / "gradebook.csv", newline="") as handle:
+        rows = {row["submission"]: float(row["score"]) for row in csv.DictReader(handle)}
+    assert rows == {"reference": pytest.approx(hw1.max_score), "blank": 0.0}
+    stored = json.loads((out / "reference" / "results.json").read_text())
+    assert stored["score"] == pytest.approx(hw1.max_score)
     # The scheduler saw the worker die while it ran the task (and so ran it again).
     # (The futures are released by now; the scheduler's story of the key remains.)
     story = client.run_on_scheduler(
