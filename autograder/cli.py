@@ -105,11 +105,8 @@ def cmd_grade(args) -> int:
     from autograder.engine.bundle import BundleError
     from autograder.engine.grading import GraderSetupError, SandboxBroken
 
-    if args.cluster and (args.course or args.bundle or args.require_gpu):
-        print(
-            "autograder: --cluster does not go with --course, --bundle or --require-gpu",
-            file=sys.stderr,
-        )
+    if args.cluster and (args.course or args.require_gpu):
+        print("autograder: --cluster does not go with --course or --require-gpu", file=sys.stderr)
         return 2
     try:
         grader = _homework_and_grader(args)
@@ -174,6 +171,7 @@ def _grade_on_cluster(args, grader, out: Path) -> list[dict]:
         out,
         resume=not args.no_resume,
         limits=grader.limit_overrides,
+        bundle_required=bool(args.bundle),
     )
 
 

@@ -97,13 +97,16 @@ def grade_batch_on_cluster(
     resume: bool = True,
     progress: bool = True,
     limits: dict[str, Any] | None = None,
+    bundle_required: bool = False,
 ) -> list[dict]:
     """Grade ``paths`` on ``cluster``; every submission gets a results.json, as with
     ``engine.batch.grade_batch``. ``cluster``: a ``GradingCluster``, or a function that makes
     one (called only when something is left to grade; closed at the end). ``grader``: this
     machine's grader of the homework (its bundle, which the workers use when they have it,
     its fingerprints for resume, its "could not be graded" results), made with the sandbox
-    kind and ``limits`` (overrides) the workers use.
+    kind and ``limits`` (overrides) the workers use. ``bundle_required`` (``--bundle``): a
+    worker that does not have that very bundle refuses to grade (the batch stops) instead
+    of building its own.
 
     Raises ``SandboxBroken``/``GraderSetupError`` (a worker cannot grade) and
     ``BatchInterrupted`` (SIGINT/SIGTERM); in every case the gradebook and report hold what
@@ -129,6 +132,8 @@ def grade_batch_on_cluster(
         options: dict[str, Any] = {"name": name, "bundle_key": grader.bundle.key}
         if limits:
             options["limits"] = dict(limits)
+        if bundle_required:
+            options["bundle_required"] = True
         key = task_key(homework, name, archive, {**options, "sandbox": grader.sandbox.kind})
         items.append(GradingItem(key, homework, archive, filename, options, tag=name))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -67,22 +67,36 @@ def cached_bundle(folder: Path, key: str) -> GradingBundle | None:
     return None
 
 
-def worker_bundle(homework: str, bundle_key: str | None = None) -> GradingBundle:
+def worker_bundle(
+    homework: str, bundle_key: str | None = None, required: bool = False
+) -> GradingBundle:
     """The grading bundle of ``homework`` in this process: the saved one with content key
     ``bundle_key`` when this machine has it (the very bundle the submitter grades with), else
     the one ``build_bundle`` gives (built from the homework's sources on this machine, or
-    loaded from its cache). Kept for the life of the process."""
+    loaded from its cache); with ``required``, that saved one or ``GraderSetupError``. Kept
+    for the life of the process."""
     from autograder.authoring.bundle import build_bundle, bundles_dir
+    from autograder.engine.grading import GraderSetupError
 
     with _BUNDLE_LOCK:
-        bundle = _BUNDLES.get((homework, bundle_key))
-        if bundle is not None:
-            return bundle
+        known = _BUNDLES.get((homework, bundle_key))
+        if known is not None and (known.key == bundle_key or not required):
+            return known
         if bundle_key:
-            bundle = cached_bundle(bundles_dir() / homework, bundle_key)
-        if bundle is None:
-            with _bundle_lock(homework):
-                bundle = build_bundle(homework, log=_log)
+            found = cached_bundle(bundles_dir() / homework, bundle_key)
+            if found is not None:
+                _BUNDLES[(homework, bundle_key)] = found
+                return found
+            if required:
+                raise GraderSetupError(
+                    f"the worker has no saved grading bundle of {homework} with key "
+                    f"{bundle_key} under {bundles_dir() / homework} (copy the --bundle folder "
+                    "there, or grade without --bundle)"
+                )
+        if known is not None:
+            return known
+        with _bundle_lock(homework):
+            bundle = build_bundle(homework, log=_log)
         _BUNDLES[(homework, bundle_key)] = bundle
         return bundle
 
@@ -93,6 +107,7 @@ def worker_grader(
     limits: dict[str, Any] | None = None,
     variant: int | None = None,
     bundle_key: str | None = None,
+    bundle_required: bool = False,
 ) -> Grader:
     """This process's grader of ``homework`` (built once, its sandbox checked by the canary).
 
@@ -101,12 +116,12 @@ def worker_grader(
     key = (homework, sandbox, _limits_key(limits), variant, bundle_key)
     with _LOCK:
         grader = _GRADERS.get(key)
-        if grader is not None:
+        if grader is not None and (grader.bundle.key == bundle_key or not bundle_required):
             return grader
         from autograder.engine.grading import Grader
         from autograder.engine.sandbox import make_sandbox
 
-        bundle = worker_bundle(homework, bundle_key)
+        bundle = worker_bundle(homework, bundle_key, bundle_required)
         grader = Grader(
             bundle,
             make_sandbox(sandbox_kind(sandbox)),
@@ -181,6 +196,7 @@ def grade_task(
     limits: dict[str, Any] | None = None,
     variant: int | None = None,
     bundle_key: str | None = None,
+    bundle_required: bool = False,
 ) -> dict:
     """Runs on a Dask worker: write the submission's bytes (a .zip/.tar.gz/.ipynb, or a single
     file named ``filename``) into a fresh private temporary folder, grade it with the same
@@ -192,12 +208,13 @@ def grade_task(
     archive suffix, as local grading names it); ``limits``: limit overrides as
     ``--timeout``/``--memory-mb`` give them (``SandboxLimits`` fields); ``variant``: a fixed
     input variant (tests), else one drawn per submission; ``bundle_key``: grade with the
-    saved bundle of that content key where the worker has it (``worker_bundle``). The
+    saved bundle of that content key where the worker has it (``worker_bundle``; with
+    ``bundle_required``, only that one: else ``GraderSetupError``). The
     grader is cached per (homework, sandbox, limits, variant, bundle_key) in the worker
     process, the bundle per (homework, bundle_key)."""
     from autograder.engine.batch import safe_name
 
-    grader = worker_grader(homework, sandbox, limits, variant, bundle_key)
+    grader = worker_grader(homework, sandbox, limits, variant, bundle_key, bundle_required)
     file_name = submission_filename(filename)
     folder = Path(tempfile.mkdtemp(prefix="needle-submission-"))  # 0700: the grader's only
     try:

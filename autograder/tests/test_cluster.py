@@ -23,6 +23,7 @@ distributed = pytest.importorskip(
     "distributed", reason="dask.distributed is not installed (pip install -e '.[server]')"
 )
 
+from autograder.authoring.bundle import bundles_dir  # noqa: E402
 from autograder.cluster import GradingCluster, grade_task  # noqa: E402
 from autograder.cluster.batch import (  # noqa: E402
     grade_batch_on_cluster,
@@ -30,8 +31,9 @@ from autograder.cluster.batch import (  # noqa: E402
     parse_cluster,
     task_key,
 )
+from autograder.cluster.worker import cached_bundle  # noqa: E402
 from autograder.engine import cgroups  # noqa: E402
-from autograder.engine.grading import Grader  # noqa: E402
+from autograder.engine.grading import Grader, GraderSetupError  # noqa: E402
 from autograder.engine.sandbox import local_sandbox  # noqa: E402
 from autograder.tests.adversarial.build import build_payload  # noqa: E402
 from autograder.tests.conftest import make_submission  # noqa: E402
@@ -98,6 +100,14 @@ def test_grade_task_in_process_never_raises_for_the_submission(hw1):
     assert results["output"].rstrip().endswith("(File is not a zip file)")
     assert results["max_score"] == pytest.approx(hw1.max_score)
     assert not Path("/etc/passwd.zip").exists()
+
+
+def test_grade_task_bundle_required(hw1):
+    """``bundle_required``: a worker without that very bundle refuses (not the submission's
+    fault: the task fails, the batch stops) rather than grading with another one."""
+    with pytest.raises(GraderSetupError, match="no saved grading bundle"):
+        grade_task("hw1", b"", "x.zip", bundle_key="0" * 24, bundle_required=True)
+    assert cached_bundle(bundles_dir() / "hw1", hw1.bundle.key).key == hw1.bundle.key
 
 
 def test_grade_task_units(hw1, submissions):
@@ -301,7 +311,12 @@ def test_cli_grade_on_local_cluster(hw1, submissions, tmp_path, capsys):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2
     assert (out / "report.html").is_file()
-    assert main(argv) == 0  # resume: the stored results carry the same fingerprints
+    # Resume: the stored results carry the same fingerprints. --bundle: the same bundle even
+    # if the library changed meanwhile (a rebuilt bundle would rightly grade again).
+    key = json.loads((out / "blank" / "results.json").read_text())["extra_data"]["bundle_key"]
+    bundle = cached_bundle(bundles_dir() / "hw1", key)
+    assert bundle is not None and bundle.root is not None
+    assert main([*argv, "--bundle", str(bundle.root)]) == 0
     assert "local Dask cluster" not in capsys.readouterr().err  # nothing to grade: none started
     for name in first:
         results = json.loads((out / name / "results.json").read_text())
