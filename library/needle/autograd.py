@@ -178,15 +178,34 @@ class Value:
 
     @classmethod
     def make_from_op(cls: type[ValueT], op: Op[Any], inputs: Sequence[Value]) -> ValueT:
+        # The hot path of every op call: one pass over the inputs for the device check, the
+        # gradient flag and their arrays, and the compute, with no intermediate lists.
+        global TENSOR_COUNTER
         inputs = tuple(inputs)
-        _check_same_device(op, inputs)
+        if len(inputs) > 1:
+            _check_same_device(op, inputs)
+        requires_grad = False
+        for x in inputs:
+            if x.requires_grad:
+                requires_grad = True
+                break
         value = cls.__new__(cls)
-        value._init(op, inputs)
-        if not LAZY_MODE:
-            value.realize_cached_data()
-            if not value.requires_grad:
-                # Nothing upstream needs a gradient: keep the result, drop the graph.
-                value.op, value.inputs = None, ()
+        TENSOR_COUNTER += 1
+        value.num_outputs = 1
+        value.requires_grad = requires_grad
+        value.op, value.inputs, value.cached_data = op, inputs, None
+        if LAZY_MODE:
+            return value
+        arrays = [x.cached_data for x in inputs]
+        for array in arrays:
+            if array is None:  # an input left unrealized by lazy mode
+                value.realize_cached_data()
+                break
+        else:
+            value.cached_data = op.compute(*arrays)
+        if not requires_grad:
+            # Nothing upstream needs a gradient: keep the result, drop the graph.
+            value.op, value.inputs = None, ()
         return value
 
 
@@ -210,6 +229,15 @@ def _unrealized_topo_order(root: Value) -> list:
 def _check_same_device(op: Op[Any], inputs: Tuple[Value, ...]) -> None:
     if len(inputs) < 2:
         return
+    if len(inputs) == 2:  # the common case, without building a list of devices
+        a, b = inputs
+        data_a, data_b = a.cached_data, b.cached_data
+        if (
+            data_a is not None
+            and data_b is not None
+            and getattr(data_a, "device", None) is getattr(data_b, "device", 0)
+        ):
+            return
     devices = [x.device for x in inputs if isinstance(x, Tensor)]
     if any(d != devices[0] for d in devices[1:]):
         names = ", ".join(str(d) for d in devices)
@@ -221,6 +249,9 @@ def _check_same_device(op: Op[Any], inputs: Tuple[Value, ...]) -> None:
 
 class TensorTuple(Value):
     """A tuple of tensors produced by one op (e.g. ``split``)."""
+
+    # Positions whose element is known to be all zeros (an adjoint that has not reached them).
+    zero_parts: frozenset = frozenset()
 
     def __len__(self) -> int:
         return len(self.realize_cached_data())
@@ -238,8 +269,28 @@ class TensorTuple(Value):
         return self.__repr__()
 
     def __add__(self, other: TensorTuple) -> TensorTuple:
+        """Element-wise sum. Elements known to be zero (``zero_parts``, set by the gradient
+        of ``tuple_get_item``) are not added, so the adjoint of an n-way ``split`` costs n
+        additions of arrays, not n²."""
         assert isinstance(other, TensorTuple) and len(self) == len(other)
-        return needle.ops.make_tuple(*[self[i] + other[i] for i in range(len(self))])
+        zeros_a, zeros_b = self.zero_parts, other.zero_parts
+        if not (self.requires_grad or other.requires_grad):  # no graph to record
+            arrays = tuple(
+                b if i in zeros_a else a if i in zeros_b else a + b
+                for i, (a, b) in enumerate(
+                    zip(self.realize_cached_data(), other.realize_cached_data())
+                )
+            )
+            total = TensorTuple.make_const(arrays)
+        else:
+            total = needle.ops.make_tuple(
+                *[
+                    other[i] if i in zeros_a else self[i] if i in zeros_b else self[i] + other[i]
+                    for i in range(len(self))
+                ]
+            )
+        total.zero_parts = zeros_a & zeros_b
+        return total
 
     @property
     def device(self):

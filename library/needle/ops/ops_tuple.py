@@ -55,11 +55,32 @@ class TupleGetItem(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         elements = node.inputs[0].realize_cached_data()
-        parts = [
-            out_grad if i == self.index else Tensor.make_const(_zeros_like_array(element))
-            for i, element in enumerate(elements)
-        ]
-        return MakeTensorTuple()(*parts)
+        # One zero array per shape, shared by the positions that get no adjoint; they are
+        # recorded in ``zero_parts`` so that summing the adjoints of the elements (one
+        # TupleGetItem each, as in ``unstack``) adds nothing for them (``TensorTuple.__add__``).
+        zeros: dict = {}
+
+        def zero_like(element):
+            key = tuple(element.shape)
+            if key not in zeros:
+                zeros[key] = _zeros_like_array(element)
+            return zeros[key]
+
+        zero_parts = frozenset(i for i in range(len(elements)) if i != self.index)
+        if not out_grad.requires_grad:  # the usual backward pass: no graph to record
+            arrays = tuple(
+                out_grad.realize_cached_data() if i == self.index else zero_like(element)
+                for i, element in enumerate(elements)
+            )
+            adjoint = TensorTuple.make_const(arrays)
+        else:
+            parts = [
+                out_grad if i == self.index else Tensor.make_const(zero_like(element))
+                for i, element in enumerate(elements)
+            ]
+            adjoint = MakeTensorTuple()(*parts)
+        adjoint.zero_parts = zero_parts
+        return adjoint
 
 
 def tuple_get_item(value: TensorTuple, index: int) -> Tensor:
