@@ -47,6 +47,9 @@
 #define NEEDLE_ARGS_SCALAR pybind11::arg("a"), pybind11::arg("val"), pybind11::arg("out")
 #define NEEDLE_ARGS_MAP pybind11::arg("a"), pybind11::arg("out")
 #define NEEDLE_ARGS_REDUCE pybind11::arg("a"), pybind11::arg("out"), pybind11::arg("reduce_size")
+#define NEEDLE_ARGS_ZIP_STRIDED                                                           \
+  pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("out"), pybind11::arg("shape"), \
+      pybind11::arg("strides"), pybind11::arg("offset")
 #define NEEDLE_ARGS_MATMUL                                                                \
   pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("out"), pybind11::arg("m"), \
       pybind11::arg("n"), pybind11::arg("p")
@@ -76,6 +79,15 @@ NEEDLE_KERNEL(reduce_sum, ReduceSum, NEEDLE_ARGS_REDUCE)
 NEEDLE_KERNEL(matmul, Matmul, NEEDLE_ARGS_MATMUL)
 NEEDLE_OPTIONAL_KERNEL(matmul_tiled, MatmulTiled, NEEDLE_ARGS_MATMUL)
 
+// Element-wise with a strided second operand (a broadcast, usually), so that NDArray need not
+// compact it first: out[i] = f(a[i], view of b [i]). Fast paths of the reference CPU backend,
+// which defines NEEDLE_STRIDED_ZIP_KERNELS; a backend without them gets the compact + ewise path.
+#ifdef NEEDLE_STRIDED_ZIP_KERNELS
+NEEDLE_OPTIONAL_KERNEL(ewise_add_strided, EwiseAddStrided, NEEDLE_ARGS_ZIP_STRIDED)
+NEEDLE_OPTIONAL_KERNEL(ewise_mul_strided, EwiseMulStrided, NEEDLE_ARGS_ZIP_STRIDED)
+NEEDLE_OPTIONAL_KERNEL(ewise_div_strided, EwiseDivStrided, NEEDLE_ARGS_ZIP_STRIDED)
+#endif
+
 #undef NEEDLE_KERNEL
 #undef NEEDLE_BINARY_KERNEL
 #undef NEEDLE_UNARY_KERNEL
@@ -88,3 +100,5 @@ NEEDLE_OPTIONAL_KERNEL(matmul_tiled, MatmulTiled, NEEDLE_ARGS_MATMUL)
 #undef NEEDLE_ARGS_MAP
 #undef NEEDLE_ARGS_REDUCE
 #undef NEEDLE_ARGS_MATMUL
+#undef NEEDLE_ARGS_ZIP_STRIDED
+#undef NEEDLE_STRIDED_ZIP_KERNELS

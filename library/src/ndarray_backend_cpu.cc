@@ -41,7 +41,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <list>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -65,25 +67,98 @@ const size_t ELEM_SIZE = sizeof(scalar_t);
 // that; 128K floats keep a core busy for tens of microseconds even for the cheapest kernel.
 constexpr int64_t kParallelGrain = 128 * 1024;
 
+/// Freed big buffers, kept for reuse. A model step allocates and frees the same big arrays
+/// again and again (the logits of a language model are 22 MB), and fresh memory from the
+/// operating system costs a page fault and a zeroed page per 4 KB (or per 2 MB huge page):
+/// measured here, allocating and filling 22 MB took 2 to 3 times as long as filling a buffer
+/// that was already mapped. So buffers of at least kMinBytes go back to this cache when their
+/// array dies, and an allocation of the same byte size takes the most recently freed one.
+/// At most NEEDLE_CPU_CACHE_MB megabytes (default 256; 0 turns the cache off) are kept; the
+/// least recently freed buffers are released first.
+class BufferCache {
+ public:
+  static BufferCache& instance() {
+    static BufferCache* cache = new BufferCache();  // never destroyed: arrays may outlive exit
+    return *cache;
+  }
+  /// A cached buffer of exactly `bytes` bytes, or nullptr.
+  void* take(size_t bytes) {
+    if (bytes < kMinBytes || capacity_ == 0) return nullptr;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->first == bytes) {
+        void* ptr = it->second;
+        free_.erase(it);
+        cached_ -= bytes;
+        return ptr;
+      }
+    }
+    return nullptr;
+  }
+  /// Keeps `ptr` (of `bytes` bytes) for reuse, or frees it.
+  void give(void* ptr, size_t bytes) {
+    if (bytes < kMinBytes || bytes > capacity_) {
+      free(ptr);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    while (cached_ + bytes > capacity_ && !free_.empty()) {
+      free(free_.back().second);
+      cached_ -= free_.back().first;
+      free_.pop_back();
+    }
+    free_.emplace_front(bytes, ptr);
+    cached_ += bytes;
+  }
+  /// Frees every cached buffer (when an allocation fails).
+  void release() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& entry : free_) free(entry.second);
+    free_.clear();
+    cached_ = 0;
+  }
+
+  static constexpr size_t kMinBytes = size_t{1} << 20;
+
+ private:
+  BufferCache() {
+    const char* value = std::getenv("NEEDLE_CPU_CACHE_MB");
+    long megabytes = value ? std::strtol(value, nullptr, 10) : 256;
+    capacity_ = static_cast<size_t>(std::max<long>(megabytes, 0)) << 20;
+  }
+  std::mutex mutex_;
+  std::list<std::pair<size_t, void*>> free_;  // most recently freed first
+  size_t cached_ = 0;
+  size_t capacity_ = 0;
+};
+
 /// A flat buffer of `size` floats, aligned to ALIGNMENT bytes so that vector loads of any
 /// width start on a boundary. The contents start uninitialised.
 ///
 /// Big buffers (>= 4 MB) are aligned to 2 MB and marked for transparent huge pages on Linux:
 /// one page fault per 2 MB instead of 512, and far fewer TLB misses when a transpose or a
-/// matmul walks the buffer with big strides.
+/// matmul walks the buffer with big strides. Buffers of 1 MB or more are recycled through the
+/// BufferCache above.
 struct AlignedArray {
   explicit AlignedArray(const size_t size) {
     // posix_memalign may return nullptr for 0 bytes; always ask for at least one element.
-    const size_t bytes = std::max<size_t>(size, 1) * ELEM_SIZE;
-    const bool huge = bytes >= 2 * kHugePage;
-    int ret = posix_memalign(reinterpret_cast<void**>(&ptr), huge ? kHugePage : ALIGNMENT, bytes);
-    if (ret != 0) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-    if (huge) madvise(ptr, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);  // a hint only
-#endif
+    bytes_ = std::max<size_t>(size, 1) * ELEM_SIZE;
     this->size = size;
+    ptr = static_cast<scalar_t*>(BufferCache::instance().take(bytes_));
+    if (ptr != nullptr) return;
+    const bool huge = bytes_ >= 2 * kHugePage;
+    const size_t alignment = huge ? kHugePage : ALIGNMENT;
+    if (posix_memalign(reinterpret_cast<void**>(&ptr), alignment, bytes_) != 0) {
+      BufferCache::instance().release();  // memory is short: give the cached buffers back
+      if (posix_memalign(reinterpret_cast<void**>(&ptr), alignment, bytes_) != 0) {
+        throw std::bad_alloc();
+      }
+    }
+#ifdef MADV_HUGEPAGE
+    if (huge) madvise(ptr, bytes_ / kHugePage * kHugePage, MADV_HUGEPAGE);  // a hint only
+#endif
   }
-  ~AlignedArray() { free(ptr); }
+  ~AlignedArray() { BufferCache::instance().give(ptr, bytes_); }
   AlignedArray(const AlignedArray&) = delete;
   AlignedArray& operator=(const AlignedArray&) = delete;
   size_t ptr_as_int() { return reinterpret_cast<size_t>(ptr); }
@@ -91,6 +166,9 @@ struct AlignedArray {
   size_t size;
 
   static constexpr size_t kHugePage = size_t{2} << 20;
+
+ private:
+  size_t bytes_;
 };
 
 /// Raises ValueError unless a view (shape, strides, offset) stays inside a buffer of `size`
@@ -481,6 +559,62 @@ void ScalarSetitem(const size_t size, scalar_t val, AlignedArray* out, std::vect
   });
   // END YOUR SOLUTION
 }
+
+// BEGIN REFERENCE ONLY (hw3)
+/// out[cnt] = op(a[cnt], b[offset + sum_d i_d * strides[d]]): an element-wise kernel whose
+/// second operand is a strided view, most often a broadcast (a row or a column repeated by
+/// zero strides). NDArray calls these instead of first compacting the broadcast operand into a
+/// full-size copy: for the (560, 10000) logits of a language model that copy is a 22 MB
+/// write and read per op. Optional fast paths (kernel_list.h's NEEDLE_STRIDED_ZIP_KERNELS).
+template <class Op>
+void EwiseZipStrided(const char* kernel, const AlignedArray& a, const AlignedArray& b,
+                     AlignedArray* out, const std::vector<int32_t>& shape,
+                     const std::vector<int32_t>& strides, size_t offset, Op op) {
+  int64_t count = CheckViewInBounds(kernel, b.size, shape, strides, offset);
+  if (count > static_cast<int64_t>(a.size) || count > static_cast<int64_t>(out->size)) {
+    throw std::invalid_argument(std::string(kernel) + ": the view has " +
+                                std::to_string(count) + " elements, a has " +
+                                std::to_string(a.size) + " and out " + std::to_string(out->size));
+  }
+  const scalar_t* left = a.ptr;
+  const scalar_t* right = b.ptr;
+  scalar_t* result = out->ptr;
+  ForEachStridedBlock(shape, strides, offset, [&](const StridedBlock& block) {
+    for (int64_t r = 0; r < block.rows; ++r) {
+      const scalar_t* x = left + block.compact + r * block.compact_row_step;
+      const scalar_t* y = right + block.strided + r * block.row_step;
+      scalar_t* z = result + block.compact + r * block.compact_row_step;
+      const int64_t cols = block.cols, step = block.col_step;
+      if (step == 1) {
+        for (int64_t j = 0; j < cols; ++j) z[j] = op(x[j], y[j]);
+      } else if (step == 0) {  // a broadcast run: one value of b
+        const scalar_t value = *y;
+        for (int64_t j = 0; j < cols; ++j) z[j] = op(x[j], value);
+      } else {
+        for (int64_t j = 0; j < cols; ++j) z[j] = op(x[j], y[j * step]);
+      }
+    }
+  });
+}
+
+void EwiseAddStrided(const AlignedArray& a, const AlignedArray& b, AlignedArray* out,
+                     std::vector<int32_t> shape, std::vector<int32_t> strides, size_t offset) {
+  EwiseZipStrided("ewise_add_strided", a, b, out, shape, strides, offset,
+                  [](scalar_t x, scalar_t y) { return x + y; });
+}
+
+void EwiseMulStrided(const AlignedArray& a, const AlignedArray& b, AlignedArray* out,
+                     std::vector<int32_t> shape, std::vector<int32_t> strides, size_t offset) {
+  EwiseZipStrided("ewise_mul_strided", a, b, out, shape, strides, offset,
+                  [](scalar_t x, scalar_t y) { return x * y; });
+}
+
+void EwiseDivStrided(const AlignedArray& a, const AlignedArray& b, AlignedArray* out,
+                     std::vector<int32_t> shape, std::vector<int32_t> strides, size_t offset) {
+  EwiseZipStrided("ewise_div_strided", a, b, out, shape, strides, offset,
+                  [](scalar_t x, scalar_t y) { return x / y; });
+}
+// END REFERENCE ONLY
 
 // ------------------------------------------------------------------------------------------
 // Part 3: elementwise and scalar kernels.
@@ -1352,5 +1486,8 @@ PYBIND11_MODULE(ndarray_backend_cpu, m) {
   m.def("ewise_" #name, Ewise##Name, NEEDLE_ARGS_ZIP, nogil); \
   m.def("scalar_" #name, Scalar##Name, NEEDLE_ARGS_SCALAR, nogil);
 #define NEEDLE_UNARY_KERNEL(name, Name) m.def("ewise_" #name, Ewise##Name, NEEDLE_ARGS_MAP, nogil);
+  // BEGIN REFERENCE ONLY (hw3)
+#define NEEDLE_STRIDED_ZIP_KERNELS
+  // END REFERENCE ONLY
 #include "kernel_list.h"
 }

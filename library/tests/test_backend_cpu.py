@@ -73,6 +73,56 @@ def test_module_attributes_and_array():
     assert cpu.Array(0).size == 0
 
 
+def test_big_buffers_are_recycled():
+    """A freed buffer of 1 MB or more is handed to the next allocation of its size (no fresh
+    pages to fault in and zero); small ones are not kept."""
+    floats = 1 << 20  # 4 MB
+    first = cpu.Array(floats)
+    address = first.ptr()
+    del first
+    second = cpu.Array(floats)
+    assert second.ptr() == address
+    assert second.size == floats
+    # A recycled buffer is a whole new array: writing it does not touch live ones.
+    live = to_array(np.arange(floats, dtype=np.float32))
+    cpu.fill(second, 2.5)
+    np.testing.assert_array_equal(to_numpy(live, (floats,))[:3], [0.0, 1.0, 2.0])
+
+
+RECYCLING_SCRIPT = """
+import os, sys
+from needle.backend_ndarray import ndarray_backend_cpu as cpu
+
+def resident_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+
+before = resident_mb()
+arrays = []
+for i in range(60):  # 60 buffers of 8 MB, each of its own size, all touched
+    array = cpu.Array((2 << 20) + 1024 * i)
+    cpu.fill(array, 1.0)
+    arrays.append(array)
+del arrays
+print(resident_mb() - before)
+"""
+
+
+@pytest.mark.parametrize("cache_mb, at_most", [("256", 256 + 48), ("0", 48)])
+def test_recycled_buffers_stay_within_the_cap(cache_mb, at_most):
+    """What the cache keeps after 480 MB of freed buffers is bounded by NEEDLE_CPU_CACHE_MB
+    (0: nothing is kept, the memory goes back at once)."""
+    env = dict(os.environ, NEEDLE_CPU_CACHE_MB=cache_mb)
+    result = subprocess.run(
+        [sys.executable, "-c", RECYCLING_SCRIPT], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    kept_mb = int(result.stdout.strip())
+    assert kept_mb <= at_most, f"{kept_mb} MB still resident with a {cache_mb} MB cache"
+
+
 def test_from_numpy_to_numpy_roundtrip_and_strided_copy():
     x = np.random.randn(5, 6).astype(np.float32)
     array = to_array(x)

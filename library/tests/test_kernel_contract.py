@@ -159,16 +159,17 @@ def cases(kernel: Kernel) -> list[tuple[str, dict]]:
     """(id, recipe) pairs: what to call ``kernel`` with (made concrete by ``arguments``)."""
     if kernel.kind in ("fill", "map", "zip", "scalar"):
         return [(f"size{size}", {"size": size}) for size in ELEMENTWISE_SIZES]
-    if kernel.kind in ("gather", "scatter"):
+    if kernel.kind in ("gather", "scatter", "zip_strided"):
+        reads = kernel.kind != "scatter"  # the view is only read
         found = [
             (name, {"view": view})
             for name, view in named_views().items()
-            if kernel.kind == "gather" or 0 not in view[2]  # a broadcast view is only read
+            if reads or 0 not in view[2]  # a broadcast view is only read
         ]
         for ndim in range(7):
             rng = np.random.default_rng(ndim)
             found.append((f"numpy_view_{ndim}d", {"view": numpy_view(rng, ndim)}))
-            if kernel.kind == "gather":  # views that overlap themselves are only read
+            if reads:  # views that overlap themselves are only read
                 found.append((f"raw_view_{ndim}d", {"view": raw_view(rng, ndim)}))
         return found
     if kernel.kind == "reduce":
@@ -208,6 +209,13 @@ def arguments(kernel: Kernel, recipe: dict, module, rng) -> dict[str, Any]:
         else:
             values["a"] = random_floats(rng, count, (10.0, 20.0))
             values["out"] = random_floats(rng, buffer_size)
+    elif kind == "zip_strided":
+        buffer_size, shape, strides, offset = recipe["view"]
+        count = math.prod(shape)
+        values.update(shape=tuple(shape), strides=tuple(strides), offset=offset)
+        values["a"] = random_floats(rng, count, (-2.0, 2.0))
+        values["b"] = random_floats(rng, buffer_size, (0.5, 2.0))  # no division by ~0
+        values["out"] = np.zeros(count, np.float32)
     elif kind == "reduce":
         rows, size = recipe["rows"], recipe["size"]
         values["a"] = random_floats(rng, rows * size, kernel.domain)

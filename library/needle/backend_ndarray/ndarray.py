@@ -134,6 +134,10 @@ class BackendDevice:
         tiled_preferred = getattr(mod, "__matmul_tiled_preferred__", False)
         self.matmul_tiled_kernel = getattr(mod, "matmul_tiled", None) if tiled_preferred else None
         self.tile_size = getattr(mod, "__tile_size__", 1)
+        # Optional kernels taking a strided (broadcast) second operand: add, mul, div.
+        self.strided_zip = {
+            name: getattr(mod, f"ewise_{name}_strided", None) for name in ("add", "mul", "div")
+        }
 
     def __eq__(self, other) -> bool:
         return isinstance(other, BackendDevice) and self.name == other.name
@@ -416,12 +420,14 @@ class NDArray:
     the other NDArray's device, else ``default_device()``).
     """
 
-    __slots__ = ("_shape", "_strides", "_offset", "_device", "_handle")
+    # _compact caches is_compact() (None: not asked yet); a layout never changes once made.
+    __slots__ = ("_shape", "_strides", "_offset", "_device", "_handle", "_compact")
     _shape: Shape
     _strides: Shape
     _offset: int
     _device: BackendDevice
     _handle: Any  # the backend's Array
+    _compact: bool | None
 
     # numpy must not turn ``np_value * ndarray`` into a numpy array: make its operators
     # return NotImplemented so that Python calls our reflected method instead.
@@ -443,6 +449,7 @@ class NDArray:
         self._offset = other._offset
         self._device = other._device
         self._handle = other._handle
+        self._compact = other._compact
 
     @staticmethod
     def compact_strides(shape: Sequence[int]) -> Shape:
@@ -460,12 +467,20 @@ class NDArray:
         """An NDArray with the given layout; allocates a new compact buffer when ``handle``
         is None (contents undefined)."""
         array = object.__new__(NDArray)
-        array._shape = shape = tuple(shape)
-        array._strides = _compact_strides(shape) if strides is None else tuple(strides)
+        if type(shape) is not tuple:
+            shape = tuple(shape)
+        array._shape = shape
         array._offset = offset
         if device is None:
             device = default_device()
         array._device = device
+        if strides is None:
+            array._strides = _compact_strides(shape)
+            # A new buffer of exactly this shape is compact by construction.
+            array._compact = True if handle is None and offset == 0 else None
+        else:
+            array._strides = tuple(strides)
+            array._compact = None
         array._handle = device.Array(math.prod(shape)) if handle is None else handle
         return array
 
@@ -554,6 +569,12 @@ class NDArray:
     def is_compact(self) -> bool:
         """Whether the array is row-major with offset 0 and owns exactly its elements, i.e.
         a kernel may read its buffer from position 0 as ``size`` consecutive values."""
+        compact = self._compact
+        if compact is None:
+            compact = self._compact = self._layout_is_compact()
+        return compact
+
+    def _layout_is_compact(self) -> bool:
         if self._offset != 0:
             return False
         shape, strides = self._shape, self._strides
@@ -563,7 +584,7 @@ class NDArray:
 
     def compact(self) -> NDArray:
         """Itself when compact, else a compact copy (always with row-major strides)."""
-        if self.is_compact():
+        if self._compact or self.is_compact():
             if self._strides == _compact_strides(self._shape):
                 return self
             # Only strides of length-1 axes differ: same buffer, canonical strides.
@@ -826,10 +847,29 @@ class NDArray:
 
     # ---- element-wise arithmetic (compact inputs, equal shapes, or one Python scalar) ------
 
-    def _ewise_or_scalar(self, other, ewise_kernel, scalar_kernel) -> NDArray:
+    def _ewise_or_scalar(self, other, ewise_kernel, scalar_kernel, strided=None) -> NDArray:
+        """``out = f(self, other)`` for an array or a scalar ``other``. ``strided``: the name
+        of the backend's optional kernel that reads a broadcast second operand in place
+        (``ewise_<name>_strided``); "add" and "mul" also take a broadcast first operand."""
         out = NDArray.make(self._shape, device=self._device)
         if isinstance(other, NDArray):
             _check_same(self, other)
+            if strided is not None:
+                kernel = self._device.strided_zip[strided]
+                if kernel is not None:
+                    a, b = self, other
+                    if strided != "div" and _is_broadcast(a) and not _is_broadcast(b):
+                        a, b = b, a  # a + b = b + a: the broadcast operand goes second
+                    if _is_broadcast(b):
+                        kernel(
+                            a.compact()._handle,
+                            b._handle,
+                            out._handle,
+                            b._shape,
+                            b._strides,
+                            b._offset,
+                        )
+                        return out
             ewise_kernel(self.compact()._handle, other.compact()._handle, out._handle)
         else:
             scalar_kernel(self.compact()._handle, float(other), out._handle)
@@ -841,7 +881,7 @@ class NDArray:
         return out
 
     def __add__(self, other) -> NDArray:
-        return self._ewise_or_scalar(other, self._device.ewise_add, self._device.scalar_add)
+        return self._ewise_or_scalar(other, self._device.ewise_add, self._device.scalar_add, "add")
 
     __radd__ = __add__
 
@@ -852,12 +892,12 @@ class NDArray:
         return (-self) + other
 
     def __mul__(self, other) -> NDArray:
-        return self._ewise_or_scalar(other, self._device.ewise_mul, self._device.scalar_mul)
+        return self._ewise_or_scalar(other, self._device.ewise_mul, self._device.scalar_mul, "mul")
 
     __rmul__ = __mul__
 
     def __truediv__(self, other) -> NDArray:
-        return self._ewise_or_scalar(other, self._device.ewise_div, self._device.scalar_div)
+        return self._ewise_or_scalar(other, self._device.ewise_div, self._device.scalar_div, "div")
 
     def __rtruediv__(self, other) -> NDArray:
         numerator = NDArray.make(self._shape, device=self._device)
@@ -986,6 +1026,12 @@ class NDArray:
 def _check_same_device(a: NDArray, b: NDArray) -> None:
     if a._device is not b._device and a._device != b._device:
         raise ValueError(f"arrays are on different devices: {a._device} and {b._device}")
+
+
+def _is_broadcast(a: NDArray) -> bool:
+    """Whether ``a`` is a broadcast view (a zero stride on an axis longer than 1): one whose
+    compact copy would repeat its values."""
+    return any(stride == 0 and dim > 1 for dim, stride in zip(a._shape, a._strides))
 
 
 def _check_same(a: NDArray, b: NDArray) -> None:

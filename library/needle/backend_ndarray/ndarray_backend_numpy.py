@@ -270,7 +270,9 @@ def reduce_sum(a: Array, out: Array, reduce_size: int) -> None:
 # every backend against each entry's ``oracle``: numpy code written from the kernel's meaning,
 # independent of the functions above.
 
-KernelKind = Literal["fill", "gather", "scatter", "map", "zip", "scalar", "reduce", "matmul"]
+KernelKind = Literal[
+    "fill", "gather", "scatter", "map", "zip", "zip_strided", "scalar", "reduce", "matmul"
+]
 
 _STRIDED = ("shape", "strides", "offset")
 # The parameters of each kind of kernel (a kind's kernels differ only in their math).
@@ -280,6 +282,7 @@ KERNEL_ARGS: dict[str, tuple[str, ...]] = {
     "scatter": ("a", "out", *_STRIDED),  # scalar_setitem: ("size", "val", "out", *_STRIDED)
     "map": ("a", "out"),
     "zip": ("a", "b", "out"),
+    "zip_strided": ("a", "b", "out", *_STRIDED),
     "scalar": ("a", "val", "out"),
     "reduce": ("a", "out", "reduce_size"),
     "matmul": ("a", "b", "out", "m", "n", "p"),
@@ -296,6 +299,8 @@ class Kernel:
     - ``gather``: a strided view (``shape``, ``strides``, ``offset``) of ``a`` into compact ``out``;
     - ``scatter``: compact ``a`` (or the scalar ``val``) into a strided view of ``out``;
     - ``map`` / ``zip`` / ``scalar``: ``out[i] = f(a[i])`` / ``f(a[i], b[i])`` / ``f(a[i], val)``;
+    - ``zip_strided``: ``out[i] = f(a[i], v[i])`` for the strided view ``v`` (``shape``,
+      ``strides``, ``offset``) of ``b``, in row-major order (a broadcast needs no compact copy);
     - ``reduce``: ``out[i]`` = f of the i-th block of ``reduce_size`` consecutive elements of ``a``;
     - ``matmul``: ``out (m x p) = a (m x n) @ b (n x p)``.
 
@@ -404,6 +409,17 @@ def _matmul_tiled_oracle(a, b, out, m, n, p, tile):
     return product.reshape(m // tile, tile, p // tile, tile).transpose(0, 2, 1, 3).reshape(-1)
 
 
+def _zip_strided(name: str, op: Callable[..., Any]) -> Kernel:
+    """``ewise_<name>_strided(a, b, out, shape, strides, offset)``: ``op`` of ``a`` and a
+    strided view of ``b`` (optional: only the C++ backend has it)."""
+
+    def oracle(a, b, out, shape, strides, offset):
+        view = b[_positions(shape, strides, offset)].reshape(-1)
+        return op(a[: view.size], view)
+
+    return Kernel(f"ewise_{name}_strided", "zip_strided", oracle, required=False, rtol=1e-6)
+
+
 KERNELS: tuple[Kernel, ...] = (
     Kernel("fill", "fill", lambda out, val: np.full(out.shape, val)),
     Kernel("compact", "gather", _compact_oracle),
@@ -424,5 +440,9 @@ KERNELS: tuple[Kernel, ...] = (
     Kernel("matmul", "matmul", _matmul_oracle, rtol=1e-4),
     # Only the C++ backend has it (NDArray uses it when a backend sets __matmul_tiled_preferred__).
     Kernel("matmul_tiled", "matmul", _matmul_tiled_oracle, required=False, rtol=1e-4, tiled=True),
+    # Only the C++ backend has them (NDArray uses them for a broadcast operand when present).
+    _zip_strided("add", np.add),
+    _zip_strided("mul", np.multiply),
+    _zip_strided("div", np.divide),
 )
 """Every kernel a backend exports, in the order of ``src/kernel_list.h``."""
