@@ -92,13 +92,16 @@ class SGD(Optimizer):
     def step(self) -> None:
         ### BEGIN YOUR SOLUTION (hw2)
         for p in self.params_with_grad():
-            grad = grad_of(p) + self.weight_decay * p.data
-            if p in self.u:
-                grad = self.momentum * self.u[p] + (1 - self.momentum) * grad
-            else:  # u starts at 0, so the first average is (1 - momentum) * grad
-                grad = (1 - self.momentum) * grad
+            grad = grad_of(p)
+            if self.weight_decay:  # (skipped when 0, as is momentum: each is a pass over θ)
+                grad = grad + self.weight_decay * p.data
+            if self.momentum:
+                if p in self.u:
+                    grad = self.momentum * self.u[p] + (1 - self.momentum) * grad
+                else:  # u starts at 0, so the first average is (1 - momentum) * grad
+                    grad = (1 - self.momentum) * grad
             self.u[p] = grad
-            p.data = p.data - self.lr * grad
+            p.data = p.data + (-self.lr) * grad  # (one op: a - b is a + (-b), two)
         ### END YOUR SOLUTION
 
 
@@ -145,7 +148,9 @@ class Adam(Optimizer):
         self.t += 1
         beta1, beta2 = self.beta1, self.beta2
         for p in self.params_with_grad():
-            grad = grad_of(p) + self.weight_decay * p.data
+            grad = grad_of(p)
+            if self.weight_decay:  # (skipped when 0: it is a pass over θ)
+                grad = grad + self.weight_decay * p.data
             if p in self.m:
                 m = beta1 * self.m[p] + (1 - beta1) * grad
                 v = beta2 * self.v[p] + (1 - beta2) * grad**2

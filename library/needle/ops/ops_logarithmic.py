@@ -19,7 +19,7 @@ class LogSumExp(TensorOp):
         axes: None (all axes), an int, or a tuple of ints, as for ``summation``.
 
     Gradient: ``g`` (broadcast back over the summed axes) times ``softmax(z)`` over those
-    axes, formed as ``exp(z - m) / Σ exp(z - m)`` with ``m`` the maximum. Not
+    axes, formed as ``exp(z - m) * (g / Σ exp(z - m))`` with ``m`` the maximum. Not
     ``exp(z - logsumexp(z))``: for huge logits the output rounds away its ``log Σ`` part (in
     float32, ``1e10 + log 2`` is ``1e10``), and two tied maxima would then each get 1, not 1/2.
     """
@@ -33,7 +33,8 @@ class LogSumExp(TensorOp):
         if not axes:  # a sum of one term: log(exp(z)) = z
             return Z
         max_kept = array_api.max(Z, axis=axes, keepdims=True)
-        shifted = Z - array_api.broadcast_to(max_kept, Z.shape)
+        # Negating the few maxima before broadcasting them leaves one full-size pass (the add).
+        shifted = Z + array_api.broadcast_to(-max_kept, Z.shape)
         total = array_api.sum(array_api.exp(shifted), axis=axes)
         return array_api.log(total) + array_api.reshape(max_kept, total.shape)
         ### END YOUR SOLUTION
@@ -47,10 +48,12 @@ class LogSumExp(TensorOp):
         kept = tuple(1 if i in axes else n for i, n in enumerate(z.shape))
         # The maximum is a constant read from the data: softmax(z - m) = softmax(z) for any
         # fixed m, so the result (and its own gradient) is exact, and every exponent is <= 0.
-        z_max = Tensor.make_const(array_api.max(z.realize_cached_data(), axis=axes, keepdims=True))
-        exps = exp(z - broadcast_to(z_max, z.shape))
-        softmax = exps / broadcast_to(reshape(summation(exps, axes), kept), z.shape)
-        return broadcast_to(reshape(out_grad, kept), z.shape) * softmax
+        z_max = array_api.max(z.realize_cached_data(), axis=axes, keepdims=True)
+        exps = exp(z + broadcast_to(Tensor.make_const(-z_max), z.shape))
+        # g * softmax = exps * (g / Σ exps): the division is done on the reduced shape, so
+        # only one full-size product follows the exponentials.
+        scale = reshape(out_grad / summation(exps, axes), kept)
+        return exps * broadcast_to(scale, z.shape)
         ### END YOUR SOLUTION
 
 

@@ -538,9 +538,11 @@ class MatMul(TensorOp):
     def gradient(self, out_grad: Tensor, node: Tensor):
         ### BEGIN YOUR SOLUTION (hw1)
         a, b = node.inputs
-        grad_a = matmul(out_grad, transpose(b))
-        grad_b = matmul(transpose(a), out_grad)
-        return _sum_to_shape(grad_a, a.shape), _sum_to_shape(grad_b, b.shape)
+        # An input that needs no gradient (a batch of data, a one-hot matrix) gets None, as
+        # in Conv: its product would be computed only to be thrown away.
+        grad_a = _sum_to_shape(matmul(out_grad, transpose(b)), a.shape) if a.requires_grad else None
+        grad_b = _sum_to_shape(matmul(transpose(a), out_grad), b.shape) if b.requires_grad else None
+        return grad_a, grad_b
         ### END YOUR SOLUTION
 
 
