@@ -3,7 +3,7 @@
 A chain of 1,000 tiny ops (``x = x * 1.0001 + 0.5``, 500 times, on a 1-element tensor) is
 almost pure bookkeeping: creating nodes, dispatching ops, walking the graph backwards. The
 arrays are too small for the arithmetic to matter, so the ratio measures what the engine
-itself costs per op. Target: at most 2x PyTorch's time for the same chain.
+itself costs per op. Target: at most 1.2x PyTorch's time for the same chain.
 
 Run ``python library/benchmarks/bench_autograd.py`` for a table, or call ``run()``.
 """
@@ -15,7 +15,7 @@ from timing import best_seconds
 
 CHAIN_PAIRS = 500  # each pair is one multiply and one add: 1,000 ops
 REPEATS = 7
-TARGET_RATIO = 2.0
+TARGET_RATIO = 1.2
 
 
 def needle_chain(device) -> None:
