@@ -420,7 +420,8 @@ class NDArray:
     the other NDArray's device, else ``default_device()``).
     """
 
-    # _compact caches is_compact() (None: not asked yet); a layout never changes once made.
+    # _compact caches is_compact() (None: not asked yet), for layouts that do not change once
+    # in use.
     __slots__ = ("_shape", "_strides", "_offset", "_device", "_handle", "_compact")
     _shape: Shape
     _strides: Shape
@@ -474,13 +475,10 @@ class NDArray:
         if device is None:
             device = default_device()
         array._device = device
-        if strides is None:
-            array._strides = _compact_strides(shape)
-            # A new buffer of exactly this shape is compact by construction.
-            array._compact = True if handle is None and offset == 0 else None
-        else:
-            array._strides = tuple(strides)
-            array._compact = None
+        array._strides = _compact_strides(shape) if strides is None else tuple(strides)
+        # Worked out on first use, not here: code that sets the layout fields of a new array
+        # by hand (a student's permute, say) must not find a stale answer.
+        array._compact = None
         array._handle = device.Array(math.prod(shape)) if handle is None else handle
         return array
 
