@@ -209,6 +209,20 @@ class Value:
         return value
 
 
+def deferred(op: TensorOp, *inputs: Tensor) -> Tensor:
+    """``op(*inputs)`` as a node whose array is computed the first time something reads it
+    (``realize_cached_data``), as lazy mode does for every node.
+
+    For a value that may never be used: the adjoint of an input that needs no gradient (a
+    dropout mask, a one-hot matrix) is not read by ``compute_gradient_of_variables``, so a
+    gradient that returns it deferred never pays for it; code that does read it gets the
+    right values.
+    """
+    value = Tensor.__new__(Tensor)
+    value._init(op, inputs)
+    return value
+
+
 def _unrealized_topo_order(root: Value) -> list:
     """Unrealized ancestors of ``root`` (itself included), inputs before outputs."""
     order, visited = [], {id(root)}

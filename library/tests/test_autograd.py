@@ -300,3 +300,20 @@ def test_tensor_rejects_unknown_keyword_arguments():
     with pytest.raises(TypeError, match="shape"):
         ndl.nn.Parameter([1.0], shape=(1,))
     assert ndl.Tensor([1.0], requires_grad=False).requires_grad is False
+
+
+def test_the_adjoint_of_a_constant_factor_is_deferred_and_still_right(device):
+    """x * mask with a constant mask: backward computes g * mask for x only; the mask's
+    adjoint g * x is left unrealized, yet gives the right values when read."""
+    rng = np.random.default_rng(11)
+    x = ndl.Tensor(rng.standard_normal((3, 4)).astype(np.float32), device=device)
+    mask_values = (rng.random((3, 4)) > 0.5).astype(np.float32)
+    mask = ndl.Tensor(mask_values, device=device, requires_grad=False)
+    out = x * mask
+    cotangent = rng.standard_normal((3, 4)).astype(np.float32)
+    grads = out.op.gradient_as_tuple(ndl.Tensor(cotangent, device=device), out)
+    assert grads[1].cached_data is None, "the constant's adjoint was computed eagerly"
+    np.testing.assert_allclose(grads[0].numpy(), cotangent * mask_values, rtol=1e-6)
+    np.testing.assert_allclose(grads[1].numpy(), cotangent * x.numpy(), rtol=1e-6)
+    out.backward(ndl.Tensor(cotangent, device=device))
+    np.testing.assert_allclose(x.grad.numpy(), cotangent * mask_values, rtol=1e-6)

@@ -21,7 +21,7 @@ from typing import Sequence, Tuple, Union
 
 import numpy
 
-from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp
+from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, deferred
 from ..backend_selection import array_api
 from .ops_tuple import make_tuple
 
@@ -152,7 +152,12 @@ class EWiseMul(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, b = node.inputs
-        return out_grad * b, out_grad * a
+        # The adjoint of an input that needs none (a mask, a one-hot matrix) is deferred:
+        # computed only if something reads it, which backward() does not.
+        return (
+            out_grad * b if a.requires_grad else deferred(EWiseMul(), out_grad, b),
+            out_grad * a if b.requires_grad else deferred(EWiseMul(), out_grad, a),
+        )
 
 
 def multiply(a: Tensor, b: Tensor) -> Tensor:
