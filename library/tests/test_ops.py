@@ -683,6 +683,36 @@ def test_conv(device, stride, padding, kernel):
     )
 
 
+@pytest.mark.hw4
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding, dilation",
+    [
+        (1, 3, 1, 1, 1),  # ResNet9's last block: only the centre tap reads the image
+        (2, 3, 2, 1, 1),  # the first tap row/column reads padding only
+        (1, 5, 1, 2, 1),
+        (2, 3, 1, ((3, 0), (0, 3)), 2),  # dead taps on one side, dilated, cropped padding
+        (1, 3, 2, ((1, 2), (2, 1)), 1),
+        (3, 2, 1, ((-1, 2), (2, -1)), 1),  # negative padding crops
+    ],
+    ids=str,
+)
+def test_conv_on_images_smaller_than_the_padded_kernel(
+    device, size, kernel, stride, padding, dilation
+):
+    """Kernel taps that only ever multiply padding may be skipped, never miscounted: values
+    and both gradients against PyTorch."""
+    rng = np.random.default_rng(10 * size + kernel)
+    x = random_array(rng, (2, size, size + 1, 3))
+    w = random_array(rng, (kernel, kernel, 3, 4))
+    check_op(
+        lambda a, b: ndl.conv(a, b, stride=stride, padding=padding, dilation=dilation),
+        _torch_conv(stride, padding, dilation),
+        x,
+        w,
+        device=device,
+    )
+
+
 @pytest.mark.parametrize("kernel", [2, 3])
 @pytest.mark.parametrize("padding", [0, 1, ((2, 0), (1, 3))], ids=str)
 @pytest.mark.parametrize("stride", [1, 2, 3])

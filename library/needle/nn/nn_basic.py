@@ -399,7 +399,7 @@ class BatchNorm1d(Module):
 
         if self.training:
             mean = x.sum(axes=(0,)) / batch_size
-            centered = x - per_feature(mean)
+            centered = x + per_feature(-mean)  # (negating the means, not a broadcast copy)
             var = (centered**2).sum(axes=(0,)) / batch_size
             # Running statistics are data, not part of the graph: update them detached.
             m = self.momentum

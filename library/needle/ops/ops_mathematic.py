@@ -738,6 +738,45 @@ def _spatial_padding(padding: Padding) -> Tuple[Tuple[int, int], Tuple[int, int]
     return (int(top), int(bottom)), (int(left), int(right))
 
 
+### BEGIN REFERENCE ONLY (hw4)
+def _live_taps(size: int, before: int, kernel: int, stride: int, dilation: int, out: int):
+    """The first and last kernel tap, along one axis, that reads at least one element of the
+    input rather than padding: tap ``t`` of output ``i`` reads input row
+    ``i * stride + t * dilation - before``."""
+    live = [
+        tap
+        for tap in range(kernel)
+        if any(0 <= i * stride + tap * dilation - before < size for i in range(out))
+    ]
+    return (live[0], live[-1]) if live else (0, kernel - 1)
+
+
+def _drop_dead_taps(shape, b, pad_h, pad_w, stride: int, dilation: int):
+    """The weights ``b`` without the leading and trailing kernel rows and columns that only
+    ever multiply padding, and the padding that goes with them; the output does not change.
+
+    A 3x3 kernel on a 1x1 image with padding 1 is its centre tap alone: ResNet9's last block
+    (and the input gradients of every convolution, padded by K - 1) would otherwise multiply
+    nine times as many zeros as numbers."""
+    (top, bottom), (left, right) = pad_h, pad_w
+    kernel_h, kernel_w = b.shape[0], b.shape[1]
+    out_h = (shape[1] + top + bottom - (kernel_h - 1) * dilation - 1) // stride + 1
+    out_w = (shape[2] + left + right - (kernel_w - 1) * dilation - 1) // stride + 1
+    if out_h <= 0 or out_w <= 0:  # the caller reports it
+        return b, pad_h, pad_w
+    first_h, last_h = _live_taps(shape[1], top, kernel_h, stride, dilation, out_h)
+    first_w, last_w = _live_taps(shape[2], left, kernel_w, stride, dilation, out_w)
+    if (first_h, last_h, first_w, last_w) == (0, kernel_h - 1, 0, kernel_w - 1):
+        return b, pad_h, pad_w
+    b = b[first_h : last_h + 1, first_w : last_w + 1]
+    pad_h = (top - first_h * dilation, bottom - (kernel_h - 1 - last_h) * dilation)
+    pad_w = (left - first_w * dilation, right - (kernel_w - 1 - last_w) * dilation)
+    return b, pad_h, pad_w
+
+
+### END REFERENCE ONLY
+
+
 class Conv(TensorOp):
     """2-D convolution (cross-correlation, as in every deep-learning library).
 
@@ -780,6 +819,8 @@ class Conv(TensorOp):
         if a.shape[3] != channels_in:
             raise ValueError(f"Conv: input has {a.shape[3]} channels, weights {channels_in}")
         pad_h, pad_w = _spatial_padding(self.padding)
+        b, pad_h, pad_w = _drop_dead_taps(a.shape, b, pad_h, pad_w, self.stride, self.dilation)
+        kernel_h, kernel_w = b.shape[0], b.shape[1]
         a = _pad_or_crop(a, ((0, 0), pad_h, pad_w, (0, 0)))
         batch, height, width, _ = a.shape
         # The kernel's extent on the input once its taps are `dilation` apart.
