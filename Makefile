@@ -58,10 +58,12 @@ lint: setup
 	$(PY) -m ruff format --check library autograder assignments lectures
 	$(PY) -m mypy
 
-# The tests CI runs (about 20 minutes on 2 cores): the library on every backend, the autograder
-# (hw1, hw4 and hw4_extra graded end to end, the adversarial and security suites, batches and signals, the
-# Gradescope export), the releases, hw1's realistic mistakes (caught by grading), the quick
-# notebooks and lectures. What takes a minute or more per case is marked slow or long.
+# The tests CI runs (about 25 to 30 minutes on 2 cores): the library on every backend, the
+# autograder (hw1, hw4 and hw4_extra graded end to end, the adversarial and security suites, batches
+# and signals, the Gradescope export, grading on a local Dask cluster, the course server's API,
+# PostgreSQL, browser and short load tests), the releases, hw1's realistic mistakes (caught by
+# grading), the quick notebooks and lectures. What takes a minute or more per case is marked slow
+# or long.
 test: setup lint
 	$(PYTEST) library/tests autograder/tests assignments lectures -m "not slow and not long"
 	NEEDLE_BACKEND=np $(PYTEST) library/tests/test_ops.py library/tests/test_autograd.py
