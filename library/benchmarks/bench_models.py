@@ -10,7 +10,7 @@ the two interleaved (so a busy shared machine slows both alike):
   one Adam training step.
 
 Targets (one thread): MLP and ResNet9 at most 1.5x PyTorch's time, the LSTM language model at
-most 2x. needle's Embedding picks rows (``ops.take_rows``) like PyTorch's; the course's one-hot
+most 2x. needle's Embedding picks rows (``take_rows``) like PyTorch's; the course's one-hot
 product would cost two 0.7 GFLOP products and a 22 MB matrix per step here. Rows with more
 threads are reported without a target: the per-op Python overhead of an eager engine does not
 shrink with threads, while PyTorch's kernels do.

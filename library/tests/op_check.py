@@ -26,10 +26,11 @@ import needle as ndl
 import numpy as np
 import torch
 from needle import autograd
-from needle.ops import ops_indexing, ops_logarithmic, ops_mathematic, ops_tuple
+from needle.nn import nn_sequence
+from needle.ops import ops_logarithmic, ops_mathematic, ops_tuple
 
 # The modules whose ``array_api`` decides how needle computes.
-_ARRAY_API_USERS = (autograd, ops_mathematic, ops_logarithmic, ops_tuple, ops_indexing)
+_ARRAY_API_USERS = (autograd, ops_mathematic, ops_logarithmic, ops_tuple, nn_sequence)
 
 # Up to this many elements an input's gradient is checked entry by entry; beyond it, along
 # random directions (each direction costs two forward passes, not two per element).

@@ -2,8 +2,6 @@
 
 - ``ops_mathematic``: arithmetic, shapes, reductions, matmul, stack/split, convolution.
 - ``ops_logarithmic``: the numerically stable ``logsumexp`` and ``logsoftmax``.
-- ``ops_indexing``: rows of a matrix picked by integer ids (an embedding lookup) and its
-  adjoint (the reference's; hw4's release asks for a one-hot product instead).
 - ``ops_tuple``: packing tensors into a ``TensorTuple`` and taking them out again.
 """
 
@@ -131,10 +129,3 @@ __all__ = [
     "tuple_get_item",
     "undilate",
 ]
-
-### BEGIN REFERENCE ONLY (hw4)
-# Row lookup (an embedding) without a one-hot product; hw4's release asks for the product.
-from .ops_indexing import ScatterAddRows, TakeRows, scatter_add_rows, take_rows  # noqa: E402
-
-__all__ += ["ScatterAddRows", "TakeRows", "scatter_add_rows", "take_rows"]
-### END REFERENCE ONLY
