@@ -738,7 +738,6 @@ def _spatial_padding(padding: Padding) -> Tuple[Tuple[int, int], Tuple[int, int]
     return (int(top), int(bottom)), (int(left), int(right))
 
 
-### BEGIN REFERENCE ONLY (hw4)
 def _live_taps(size: int, before: int, kernel: int, stride: int, dilation: int, out: int):
     """The first and last kernel tap, along one axis, that reads at least one element of the
     input rather than padding: tap ``t`` of output ``i`` reads input row
@@ -772,9 +771,6 @@ def _drop_dead_taps(shape, b, pad_h, pad_w, stride: int, dilation: int):
     pad_h = (top - first_h * dilation, bottom - (kernel_h - 1 - last_h) * dilation)
     pad_w = (left - first_w * dilation, right - (kernel_w - 1 - last_w) * dilation)
     return b, pad_h, pad_w
-
-
-### END REFERENCE ONLY
 
 
 class Conv(TensorOp):
