@@ -35,8 +35,10 @@ from autograder.engine.batch import (
     BatchInterrupted,
     expand_submissions,
     previous_result,
+    raise_if_stopped,
     signals_stop_batch,
     unique_names,
+    write_homework_outputs,
 )
 from autograder.engine.results import ungradable, write_results
 
@@ -112,7 +114,6 @@ def grade_batch_on_cluster(
     ``BatchInterrupted`` (SIGINT/SIGTERM); in every case the gradebook and report hold what
     finished."""
     from autograder.engine.grading import GraderSetupError
-    from autograder.engine.report import load_results, write_batch_outputs
 
     out_dir = Path(out_dir)
     homework = grader.bundle.name
@@ -178,13 +179,6 @@ def grade_batch_on_cluster(
             signals.append(0)  # stopping: a second Ctrl-C does not cut the stop short
         finally:
             graded.close()  # cancels the tasks not finished
-            everything = load_results(out_dir, homework=homework)
-            if everything:
-                write_batch_outputs(out_dir, everything, grader.bundle)
-    if stopped is not None:
-        if isinstance(stopped, KeyboardInterrupt):
-            import signal
-
-            raise BatchInterrupted(signal.SIGINT) from None
-        raise stopped
+            write_homework_outputs(out_dir, grader.bundle)
+    raise_if_stopped(stopped)
     return [results[name] for name in names]

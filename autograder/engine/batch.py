@@ -164,17 +164,27 @@ def grade_batch(
         finally:
             pool.shutdown(wait=stopped is None, cancel_futures=True)
             bar.close()
-        from autograder.engine.report import load_results, write_batch_outputs
+        write_homework_outputs(out_dir, grader.bundle)
+    raise_if_stopped(stopped)
+    return [results[name] for name in names]
 
-        # The gradebook and report: every result of this homework in the folder, not ours only.
-        everything = load_results(out_dir, homework=grader.bundle.name)
-        if everything:
-            write_batch_outputs(out_dir, everything, grader.bundle)
+
+def write_homework_outputs(out_dir: Path, bundle) -> None:
+    """The gradebook and report: every result of this homework in the folder, not ours only."""
+    from autograder.engine.report import load_results, write_batch_outputs
+
+    everything = load_results(out_dir, homework=bundle.name)
+    if everything:
+        write_batch_outputs(out_dir, everything, bundle)
+
+
+def raise_if_stopped(stopped: BaseException | None) -> None:
+    """Re-raise what stopped a batch, after its outputs are written (Ctrl-C as SIGINT's
+    BatchInterrupted)."""
     if stopped is not None:
         if isinstance(stopped, KeyboardInterrupt):
             raise BatchInterrupted(signal.SIGINT) from None
         raise stopped
-    return [results[name] for name in names]
 
 
 def _stop_workers(grader: Grader, pool, futures: dict) -> None:

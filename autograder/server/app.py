@@ -109,6 +109,17 @@ class Server:
     def classes_dir(self) -> Path:
         return Path(self.config.data_dir) / "classes"
 
+    def check_rate(self, user) -> None:
+        """HTTP 429 (with Retry-After) when ``user`` has used up the submissions allowed."""
+        wait = self.limiter.retry_after(user.id)
+        if wait:
+            raise HTTPException(
+                429,
+                f"too many submissions: at most {self.limiter.limit} per "
+                f"{self.limiter.window:g} s; try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+
     def accept(
         self, user: User, hw: str, filename: str, data: bytes, key: str | None = None
     ) -> tuple[Submission, bool]:
@@ -118,14 +129,7 @@ class Server:
             existing = self.by_key(user.id, key)
             if existing is not None:
                 return existing, False
-        wait = self.limiter.retry_after(user.id)
-        if wait:
-            raise HTTPException(
-                429,
-                f"too many submissions: at most {self.limiter.limit} per "
-                f"{self.limiter.window:g} s; try again in {wait} s",
-                headers={"Retry-After": str(wait)},
-            )
+        self.check_rate(user)
         if not zipfile.is_zipfile(io.BytesIO(data)):
             raise HTTPException(400, "the upload is not a zip archive (make submit builds one)")
         sha = self.storage.put(data)

@@ -125,17 +125,6 @@ async def read_body(request: Request, server: Server) -> bytes:
     return bytes(data)
 
 
-def rate_check(server: Server, user: User) -> None:
-    wait = server.limiter.retry_after(user.id)
-    if wait:
-        raise HTTPException(
-            429,
-            f"too many submissions: at most {server.limiter.limit} per "
-            f"{server.limiter.window:g} s; try again in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
-
-
 def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -166,7 +155,7 @@ def install(app: FastAPI) -> None:
         if key is not None and (len(key) > 100 or not key.isprintable()):
             raise HTTPException(400, "Idempotency-Key: at most 100 printable characters")
         if key is None or await run_in_threadpool(server.by_key, user.id, key) is None:
-            rate_check(server, user)
+            server.check_rate(user)
         data = await read_body(request, server)
         if not data:
             raise HTTPException(400, "empty upload: send the submission zip as the body")

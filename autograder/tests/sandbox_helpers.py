@@ -5,6 +5,7 @@ the sandbox user can reach, and a Python snippet run inside a sandbox with the r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import textwrap
@@ -66,3 +67,17 @@ def run_python(sandbox, runtime, tmp_path: Path, code: str, limits: SandboxLimit
     python = view(mounts, RUNTIME) + "/bin/python3"
     argv = [python, "-I", "-S", "-B", "-c", start + textwrap.dedent(code)]
     return sandbox.run(argv, mounts, limits, cwd="/tmp")
+
+
+def sleeping_daemons() -> list[str]:
+    """Host processes left by the escaping_daemon attack (``sleep 4321``)."""
+    left = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline[:2] == [b"sleep", b"4321"]:
+                left.append(pid)
+    return left

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from autograder.engine import cgroups
 from autograder.engine.paths import REPO_ROOT
 from autograder.engine.results import MEMORY_NOT_ENFORCED
 from autograder.tests.adversarial.build import PACKAGING_ATTACKS, build_all, payload_attacks
+from autograder.tests.sandbox_helpers import sleeping_daemons
 
 pytestmark = pytest.mark.hw1
 
@@ -42,20 +42,6 @@ def attack_reports(results: dict) -> list[list[str]]:
         for match in re.finditer(r"ATTACK-REPORT (\[[^\]]*\])", test["output"]):
             found.append(json.loads(match.group(1)))
     return found
-
-
-def sleeping_daemons() -> list[str]:
-    """Host processes left by the escaping_daemon attack (``sleep 4321``)."""
-    left = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmdline[:2] == [b"sleep", b"4321"]:
-                left.append(pid)
-    return left
 
 
 @pytest.fixture(scope="module")

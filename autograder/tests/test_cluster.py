@@ -37,6 +37,7 @@ from autograder.engine.grading import Grader, GraderSetupError  # noqa: E402
 from autograder.engine.sandbox import local_sandbox  # noqa: E402
 from autograder.tests.adversarial.build import build_payload  # noqa: E402
 from autograder.tests.conftest import make_submission  # noqa: E402
+from autograder.tests.sandbox_helpers import sleeping_daemons  # noqa: E402
 
 pytestmark = pytest.mark.hw1
 
@@ -321,20 +322,6 @@ def test_cli_grade_on_local_cluster(hw1, submissions, tmp_path, capsys):
     for name in first:
         results = json.loads((out / name / "results.json").read_text())
         assert results["extra_data"]["run_id"] == first[name]
-
-
-def sleeping_daemons() -> list[str]:
-    """Host processes left by the escaping_daemon attack (``sleep 4321``)."""
-    left = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmdline[:2] == [b"sleep", b"4321"]:
-                left.append(pid)
-    return left
 
 
 def test_hostile_submissions_on_a_worker(hw1, cluster, tmp_path):
