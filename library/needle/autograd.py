@@ -196,13 +196,24 @@ class Value:
         value.op, value.inputs, value.cached_data = op, inputs, None
         if LAZY_MODE:
             return value
-        arrays = [x.cached_data for x in inputs]
-        for array in arrays:
+        if len(inputs) == 1:  # (one and two inputs, most ops, without building a list)
+            array = inputs[0].cached_data
             if array is None:  # an input left unrealized by lazy mode
                 value.realize_cached_data()
-                break
+            else:
+                value.cached_data = op.compute(array)
+        elif len(inputs) == 2:
+            a, b = inputs[0].cached_data, inputs[1].cached_data
+            if a is None or b is None:
+                value.realize_cached_data()
+            else:
+                value.cached_data = op.compute(a, b)
         else:
-            value.cached_data = op.compute(*arrays)
+            arrays = [x.cached_data for x in inputs]
+            if any(array is None for array in arrays):
+                value.realize_cached_data()
+            else:
+                value.cached_data = op.compute(*arrays)
         if not requires_grad:
             # Nothing upstream needs a gradient: keep the result, drop the graph.
             value.op, value.inputs = None, ()
@@ -408,10 +419,18 @@ class Tensor(Value):
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every ancestor.
 
         ``out_grad`` defaults to ones, i.e. the gradient of ``self.sum()``.
+
+        As in PyTorch, only leaves keep their ``grad`` afterwards (call
+        ``compute_gradient_of_variables`` directly to see every node's). An intermediate
+        node's adjoint is usually built from the node itself (the gradient of ``exp(x)`` reads
+        ``exp(x)``), so keeping it would tie each step's graph into reference cycles: its
+        arrays would then wait for Python's cycle collector, long after the step, instead of
+        being freed as soon as the last gradient is dropped.
         """
         if out_grad is None:
             out_grad = Tensor.make_const(self.device.ones(*self.shape, dtype=self.dtype))
         compute_gradient_of_variables(self, out_grad)
+        _drop_intermediate_grads(self)
 
     def __repr__(self) -> str:
         return "needle.Tensor(" + str(self.realize_cached_data()) + ")"
@@ -482,6 +501,21 @@ class Tensor(Value):
 
     def transpose(self, axes=None):
         return needle.ops.Transpose(axes)(self)
+
+
+def _drop_intermediate_grads(root: Value) -> None:
+    """Sets ``grad`` to None on every non-leaf node that ``root`` depends on."""
+    seen = {id(root)}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.op is None:  # a leaf keeps its gradient, and has no inputs
+            continue
+        node.grad = None
+        for child in node.inputs:
+            if id(child) not in seen:
+                seen.add(id(child))
+                stack.append(child)
 
 
 def find_topo_sort(node_list: list[Value]) -> list[Value]:

@@ -293,6 +293,40 @@ def test_updates_through_data_do_not_grow_the_tensor_count(device):
     assert autograd.TENSOR_COUNTER <= settled + 5  # no graph kept from step to step
 
 
+def test_backward_frees_the_graph_without_the_cycle_collector(device):
+    """After backward, dropping the loss and the leaves' gradients frees every node of the
+    step by reference counting alone. Intermediate adjoints refer to their own nodes (the
+    gradient of exp(x) reads exp(x)); kept as ``node.grad`` they would form cycles, and a
+    model step's arrays would wait for Python's cycle collector."""
+    w = tensor(np.full((3, 4), 0.1), device)
+    x = tensor(np.full((2, 3), 0.5), device, requires_grad=False)
+    gc.collect()
+    gc.disable()
+    try:
+        start = autograd.TENSOR_COUNTER
+        for _ in range(3):
+            hidden = ndl.exp(x @ w)
+            loss = ndl.summation(ndl.tanh(hidden) * hidden + ndl.log(hidden))
+            loss.backward()
+            assert hidden.grad is None and loss.grad is None  # as in PyTorch: leaves only
+            assert w.grad is not None and w.grad.shape == (3, 4)
+            del hidden, loss
+            w.grad = None
+        assert autograd.TENSOR_COUNTER == start
+    finally:
+        gc.enable()
+
+
+def test_compute_gradient_of_variables_still_sets_every_node(device):
+    w = tensor(np.full((3, 4), 0.1), device)
+    hidden = ndl.exp(w)
+    loss = ndl.summation(hidden * hidden)
+    compute_gradient_of_variables(loss, tensor(1.0, device, requires_grad=False))
+    expected = 2 * np.exp(0.1) * np.ones((3, 4))
+    np.testing.assert_allclose(hidden.grad.numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(w.grad.numpy(), expected * np.exp(0.1), rtol=1e-5)
+
+
 def test_tensor_rejects_unknown_keyword_arguments():
     # A typo must not be swallowed (it would silently leave requires_grad at its default).
     with pytest.raises(TypeError, match="requires_gard"):
