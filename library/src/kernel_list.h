@@ -53,6 +53,9 @@
 #define NEEDLE_ARGS_MATMUL                                                                \
   pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("out"), pybind11::arg("m"), \
       pybind11::arg("n"), pybind11::arg("p")
+#define NEEDLE_ARGS_MATMUL_STRIDED                                                              \
+  pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("out"), pybind11::arg("shape"),       \
+      pybind11::arg("strides"), pybind11::arg("offset"), pybind11::arg("split"), pybind11::arg("p")
 
 // Buffers and strided views.
 NEEDLE_KERNEL(fill, Fill, NEEDLE_ARGS_FILL)
@@ -86,6 +89,10 @@ NEEDLE_OPTIONAL_KERNEL(matmul_tiled, MatmulTiled, NEEDLE_ARGS_MATMUL)
 NEEDLE_OPTIONAL_KERNEL(ewise_add_strided, EwiseAddStrided, NEEDLE_ARGS_ZIP_STRIDED)
 NEEDLE_OPTIONAL_KERNEL(ewise_mul_strided, EwiseMulStrided, NEEDLE_ARGS_ZIP_STRIDED)
 NEEDLE_OPTIONAL_KERNEL(ewise_div_strided, EwiseDivStrided, NEEDLE_ARGS_ZIP_STRIDED)
+// A matrix product whose first operand is a strided view (a convolution's im2col view).
+NEEDLE_OPTIONAL_KERNEL(matmul_strided, MatmulStrided, NEEDLE_ARGS_MATMUL_STRIDED)
+// Sums over the leading axis of a row-major (reduce_size, out.size) block, without transposing.
+NEEDLE_OPTIONAL_KERNEL(reduce_sum_columns, ReduceSumColumns, NEEDLE_ARGS_REDUCE)
 #endif
 
 #undef NEEDLE_KERNEL
@@ -101,4 +108,5 @@ NEEDLE_OPTIONAL_KERNEL(ewise_div_strided, EwiseDivStrided, NEEDLE_ARGS_ZIP_STRID
 #undef NEEDLE_ARGS_REDUCE
 #undef NEEDLE_ARGS_MATMUL
 #undef NEEDLE_ARGS_ZIP_STRIDED
+#undef NEEDLE_ARGS_MATMUL_STRIDED
 #undef NEEDLE_STRIDED_ZIP_KERNELS

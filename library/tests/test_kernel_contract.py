@@ -130,6 +130,18 @@ def raw_view(rng, ndim: int):
     return offset + highest + 1 + int(rng.integers(0, 4)), shape, strides, offset
 
 
+def im2col_view():
+    """The im2col view of a convolution: (N, out_h, out_w, K_h, K_w, C) over an NHWC
+    (2, 9, 8, 3) input, 3x3 kernel, stride 2."""
+    base = np.zeros(2 * 9 * 8 * 3, np.float32)
+    image = base.reshape(2, 9, 8, 3)
+    n, h, w, c = (stride // 4 for stride in image.strides)
+    view = np.lib.stride_tricks.as_strided(
+        image, (2, 4, 3, 3, 3, 3), tuple(4 * s for s in (n, 2 * h, 2 * w, h, w, c))
+    )
+    return layout(base, view)
+
+
 def named_views():
     """Big views of the shapes the fast paths look for (transposes, broadcasts, flips)."""
     base = np.zeros(2 * 3 * 4 * 5 * 6 * 7 * 2, np.float32)
@@ -172,11 +184,23 @@ def cases(kernel: Kernel) -> list[tuple[str, dict]]:
             if reads:  # views that overlap themselves are only read
                 found.append((f"raw_view_{ndim}d", {"view": raw_view(rng, ndim)}))
         return found
-    if kernel.kind == "reduce":
+    if kernel.kind in ("reduce", "reduce_columns"):  # rows: of the result, size: summed
         return [(f"{rows}x{size}", {"rows": rows, "size": size}) for rows, size in REDUCE_SHAPES]
     if kernel.kind == "matmul":
         sizes = TILED_MATMUL_SIZES if kernel.tiled else MATMUL_SIZES
         return [("x".join(map(str, mnp)), {"mnp": mnp}) for mnp in sizes]
+    if kernel.kind == "matmul_strided":
+        found = [("im2col_3x3_stride2", {"view": im2col_view(), "split": 3, "p": 19})]
+        # wide products pack the view (the narrow ones above read it in place)
+        found.append(("im2col_3x3_stride2_wide", {"view": im2col_view(), "split": 3, "p": 150}))
+        for name, view in named_views().items():  # every split point of views that are read
+            for split in range(len(view[1]) + 1):
+                found.append((f"{name}_split{split}", {"view": view, "split": split, "p": 5}))
+        for ndim in range(1, 7):
+            rng = np.random.default_rng(100 + ndim)
+            view, split = raw_view(rng, ndim), int(rng.integers(0, ndim + 1))
+            found.append((f"raw_view_{ndim}d", {"view": view, "split": split, "p": 40}))
+        return found
     raise AssertionError(f"no test cases for kind {kernel.kind!r}")
 
 
@@ -216,11 +240,19 @@ def arguments(kernel: Kernel, recipe: dict, module, rng) -> dict[str, Any]:
         values["a"] = random_floats(rng, count, (-2.0, 2.0))
         values["b"] = random_floats(rng, buffer_size, (0.5, 2.0))  # no division by ~0
         values["out"] = np.zeros(count, np.float32)
-    elif kind == "reduce":
+    elif kind in ("reduce", "reduce_columns"):
         rows, size = recipe["rows"], recipe["size"]
         values["a"] = random_floats(rng, rows * size, kernel.domain)
         values["a"][rows // 2 * size + size // 2] = 50.0  # a maximum in the middle of a row
         values.update(out=np.zeros(rows, np.float32), reduce_size=size)
+    elif kind == "matmul_strided":
+        buffer_size, shape, strides, offset = recipe["view"]
+        split, p = recipe["split"], recipe["p"]
+        cols = math.prod(shape[split:])
+        values.update(shape=tuple(shape), strides=tuple(strides), offset=offset, split=split, p=p)
+        values["a"] = random_floats(rng, buffer_size, (-1.0, 1.0))
+        values["b"] = random_floats(rng, cols * p, (-1.0, 1.0))
+        values["out"] = np.zeros(math.prod(shape[:split]) * p, np.float32)
     elif kind == "matmul":
         tile = module.__tile_size__ if kernel.tiled else 1
         m, n, p = (dim * tile for dim in recipe["mnp"])
@@ -323,7 +355,12 @@ def test_kernel_agrees_with_numpy(backend, kernel: Kernel, recipe: dict):
         if kernel.rtol == 0:
             np.testing.assert_array_equal(result, expected.astype(np.float32))
             return
-        if kernel.kind in ("reduce", "matmul"):  # sums: relative to the size of the terms
+        if kernel.kind in (
+            "reduce",
+            "reduce_columns",
+            "matmul",
+            "matmul_strided",
+        ):  # sums: relative to the size of the terms
             scale = oracle(kernel, backend, values, magnitude=True)
         else:
             scale = np.abs(expected)

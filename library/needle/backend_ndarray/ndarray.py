@@ -66,6 +66,7 @@ __all__ = [
     "full_like",
     "log",
     "matmul",
+    "matmul_view",
     "max",
     "maximum",
     "mean",
@@ -138,6 +139,10 @@ class BackendDevice:
         self.strided_zip = {
             name: getattr(mod, f"ewise_{name}_strided", None) for name in ("add", "mul", "div")
         }
+        # Optional: sums over the leading axes of a compact array without a transposed copy.
+        self.sum_columns = getattr(mod, "reduce_sum_columns", None)
+        # Optional: a matrix product whose first operand is a strided view, read in place.
+        self.matmul_strided = getattr(mod, "matmul_strided", None)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, BackendDevice) and self.name == other.name
@@ -482,6 +487,21 @@ class NDArray:
         array._handle = device.Array(math.prod(shape)) if handle is None else handle
         return array
 
+    @staticmethod
+    def _fresh(shape: Shape, device: BackendDevice) -> NDArray:
+        """A new compact array of ``shape`` (a tuple) for a kernel to write: ``make`` without
+        its conversions, already known compact. Only for arrays that provided code creates
+        and fills itself (kernel outputs); arrays handed to student layout code come from
+        ``make``, which works compactness out on first use."""
+        array = object.__new__(NDArray)
+        array._shape = shape
+        array._strides = _compact_strides(shape)
+        array._offset = 0
+        array._device = device
+        array._compact = True
+        array._handle = device.Array(math.prod(shape))
+        return array
+
     # ---- properties ------------------------------------------------------------------------
 
     @property
@@ -591,7 +611,7 @@ class NDArray:
 
     def _copy(self) -> NDArray:
         """A compact copy, always a new buffer."""
-        out = NDArray.make(self._shape, device=self._device)
+        out = NDArray._fresh(self._shape, self._device)
         self._device.compact(self._handle, out._handle, self._shape, self._strides, self._offset)
         return out
 
@@ -849,7 +869,7 @@ class NDArray:
         """``out = f(self, other)`` for an array or a scalar ``other``. ``strided``: the name
         of the backend's optional kernel that reads a broadcast second operand in place
         (``ewise_<name>_strided``); "add" and "mul" also take a broadcast first operand."""
-        out = NDArray.make(self._shape, device=self._device)
+        out = NDArray._fresh(self._shape, self._device)
         if isinstance(other, NDArray):
             _check_same(self, other)
             if strided is not None:
@@ -874,7 +894,7 @@ class NDArray:
         return out
 
     def _unary(self, kernel) -> NDArray:
-        out = NDArray.make(self._shape, device=self._device)
+        out = NDArray._fresh(self._shape, self._device)
         kernel(self.compact()._handle, out._handle)
         return out
 
@@ -990,7 +1010,12 @@ class NDArray:
                 tiled(self.compact())._handle, tiled(other.compact())._handle, out._handle, m, n, p
             )
             return out.permute((0, 2, 1, 3)).compact().reshape((m, p))
-        out = NDArray.make((m, p), device=device)
+        if not self.is_compact() and p <= 128 and device.matmul_strided is not None:
+            # A transposed view (the weight gradient's x.T @ g) times a narrow matrix: read in
+            # place rather than copied (for wide ones, the C++ kernel packs A anyway, and
+            # packing a compact copy is faster than gathering from the view).
+            return matmul_view(self, 1, other)
+        out = NDArray._fresh((m, p), device)
         device.matmul(self.compact()._handle, other.compact()._handle, out._handle, m, n, p)
         return out
 
@@ -1027,15 +1052,12 @@ def _check_same_device(a: NDArray, b: NDArray) -> None:
 
 
 def _is_broadcast(a: NDArray) -> bool:
-    """Whether ``a`` is a broadcast view (a zero stride on an axis longer than 1) whose rows
-    are long enough for a strided kernel: one whose compact copy would repeat its values.
-    Measured here, reading the view in place is twice as fast for the (560, 10000) logits of a
-    language model; for rows of a few hundred elements or fewer, the compact copy and the
-    vectorised kernel are as fast or faster, so only rows of 1024 or more take this path."""
-    shape = a._shape
-    if not shape or shape[-1] < 1024:
-        return False
-    return any(stride == 0 and dim > 1 for dim, stride in zip(shape, a._strides))
+    """Whether ``a`` is a broadcast view (a zero stride on an axis longer than 1), one whose
+    compact copy would repeat its values: the strided kernels read it in place instead.
+    Measured here, twice as fast for the (560, 10000) logits of a language model, and 5 to 7
+    times for a batch norm's (2048, 32) scale (the kernel has a loop of its own for a repeated
+    row and for one value per row)."""
+    return any(stride == 0 and dim > 1 for dim, stride in zip(a._shape, a._strides))
 
 
 def _check_same(a: NDArray, b: NDArray) -> None:
@@ -1050,7 +1072,7 @@ def _check_same(a: NDArray, b: NDArray) -> None:
 
 def _from_numpy(values: np.ndarray, device: BackendDevice) -> NDArray:
     values = np.asarray(values, dtype=np.float32, order="C")  # (ascontiguousarray makes 0-D 1-D)
-    out = NDArray.make(values.shape, device=device)
+    out = NDArray._fresh(values.shape, device)
     device.from_numpy(values, out._handle)
     return out
 
@@ -1065,7 +1087,7 @@ def _reduce(a: NDArray, axes: tuple[int, ...], out_shape: Shape, kernel_name: st
     order = kept + tuple(sorted(axes))
     view = a if order == tuple(range(len(order))) else a.permute(order)
     reduce_size = math.prod(a._shape[i] for i in axes)
-    out = NDArray.make(out_shape, device=a._device)
+    out = NDArray._fresh(out_shape, a._device)
     if out.size == 0:
         return out
     if reduce_size == 0:
@@ -1073,16 +1095,20 @@ def _reduce(a: NDArray, axes: tuple[int, ...], out_shape: Shape, kernel_name: st
             raise ValueError("zero-size array to reduction operation maximum which has no identity")
         out.fill(0.0)
         return out
-    add_strided = a._device.strided_zip["add"]
     leading = axes == tuple(range(len(axes)))
-    # Pairwise for wide rows only: measured here, from 512 columns on it beats the transposed
-    # copy (2.5x for (560, 10000)); for narrower rows the copy is cheap and one kernel call
-    # beats log2(rows) of them.
+    if kernel_name == "reduce_sum" and leading and a._device.sum_columns is not None:
+        a._device.sum_columns(a.compact()._handle, out._handle, reduce_size)
+        return out
+    add_strided = a._device.strided_zip["add"]
+    # Pairwise for wide rows or big arrays only: measured here, from 512 columns on it beats
+    # the transposed copy (2.5x for (560, 10000)), and from 64K elements for narrow ones
+    # (1.5x for a batch norm's (32768, 16)); for smaller arrays the copy is cheap and one
+    # kernel call beats log2(rows) of them.
     if (
         kernel_name == "reduce_sum"
         and leading
         and add_strided
-        and out.size >= 512
+        and (out.size >= 512 or out.size * reduce_size >= 65536)
         and reduce_size > 1
     ):
         return _sum_leading_rows(a.compact(), reduce_size, out_shape, add_strided)
@@ -1368,13 +1394,40 @@ def matmul(a: NDArray, b: NDArray) -> NDArray:
     return out
 
 
+def matmul_view(a: NDArray, split: int, b: NDArray) -> NDArray:
+    """``reshape(a, (rows, cols)) @ b`` for any view ``a``, its first ``split`` axes making
+    the rows and the others the columns (a convolution's im2col view, say). A backend with the
+    optional ``matmul_strided`` kernel reads the view in place; others compact it first."""
+    if b.ndim != 2:
+        raise ValueError(f"matmul_view needs a 2-D right operand, got shape {b.shape}")
+    rows, cols = math.prod(a._shape[:split]), math.prod(a._shape[split:])
+    if cols != b._shape[0]:
+        raise ValueError(f"matmul_view: {cols} columns against {b._shape[0]} rows of b")
+    _check_same_device(a, b)
+    kernel = a._device.matmul_strided
+    if kernel is None or rows == 0 or cols == 0 or b._shape[1] == 0:
+        return reshape(a, (rows, cols)) @ b
+    out = NDArray._fresh((rows, b._shape[1]), a._device)
+    kernel(
+        a._handle,
+        b.compact()._handle,
+        out._handle,
+        a._shape,
+        a._strides,
+        a._offset,
+        split,
+        b._shape[1],
+    )
+    return out
+
+
 def _batched_matmul_loop(a: NDArray, b: NDArray, batch: Shape, m: int, n: int, p: int):
     """One 2-D product per batch element, written into a compact (B, m, p) result."""
     device = a.device
     batch_size = prod(batch)
     a_batch = reshape(broadcast_to(a, batch + (m, n)), (batch_size, m, n))
     b_batch = reshape(broadcast_to(b, batch + (n, p)), (batch_size, n, p))
-    out = NDArray.make((batch_size, m, p), device=device)
+    out = NDArray._fresh((batch_size, m, p), device)
     for i in range(batch_size):
         a_i = NDArray.make(
             (m, n), a_batch.strides[1:], device, a_batch._handle, a_batch._offset + i * m * n

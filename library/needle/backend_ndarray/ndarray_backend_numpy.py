@@ -21,6 +21,7 @@ sizes the docstring states; ``NDArray`` guarantees that before it calls them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -271,7 +272,17 @@ def reduce_sum(a: Array, out: Array, reduce_size: int) -> None:
 # independent of the functions above.
 
 KernelKind = Literal[
-    "fill", "gather", "scatter", "map", "zip", "zip_strided", "scalar", "reduce", "matmul"
+    "fill",
+    "gather",
+    "scatter",
+    "map",
+    "zip",
+    "zip_strided",
+    "scalar",
+    "reduce",
+    "matmul",
+    "matmul_strided",
+    "reduce_columns",
 ]
 
 _STRIDED = ("shape", "strides", "offset")
@@ -286,6 +297,8 @@ KERNEL_ARGS: dict[str, tuple[str, ...]] = {
     "scalar": ("a", "val", "out"),
     "reduce": ("a", "out", "reduce_size"),
     "matmul": ("a", "b", "out", "m", "n", "p"),
+    "matmul_strided": ("a", "b", "out", *_STRIDED, "split", "p"),
+    "reduce_columns": ("a", "out", "reduce_size"),
 }
 
 
@@ -302,7 +315,11 @@ class Kernel:
     - ``zip_strided``: ``out[i] = f(a[i], v[i])`` for the strided view ``v`` (``shape``,
       ``strides``, ``offset``) of ``b``, in row-major order (a broadcast needs no compact copy);
     - ``reduce``: ``out[i]`` = f of the i-th block of ``reduce_size`` consecutive elements of ``a``;
-    - ``matmul``: ``out (m x p) = a (m x n) @ b (n x p)``.
+    - ``matmul``: ``out (m x p) = a (m x n) @ b (n x p)``;
+    - ``matmul_strided``: ``out = V @ b (n x p)`` for the strided view ``V`` of ``a`` seen as a
+      matrix, its first ``split`` axes making the rows and the others the n columns.
+    - ``reduce_columns``: ``out[j]`` = f of column ``j`` of ``a`` seen as a row-major
+      ``(reduce_size, out.size)`` matrix (a sum over leading axes, without a transposed copy).
 
     ``oracle`` states what the kernel computes, in plain numpy: it takes the kernel's arguments
     by name (buffers as 1-D float64 arrays, ``out`` holding what it holds before the call) and
@@ -420,6 +437,16 @@ def _zip_strided(name: str, op: Callable[..., Any]) -> Kernel:
     return Kernel(f"ewise_{name}_strided", "zip_strided", oracle, required=False, rtol=1e-6)
 
 
+def _matmul_strided_oracle(a, b, out, shape, strides, offset, split, p):
+    rows, cols = math.prod(shape[:split]), math.prod(shape[split:])
+    view = a[_positions(shape, strides, offset)].reshape(rows, cols)
+    return (view @ b[: cols * p].reshape(cols, p)).reshape(-1)
+
+
+def _reduce_sum_columns_oracle(a, out, reduce_size):
+    return a[: reduce_size * out.size].reshape(reduce_size, out.size).sum(axis=0)
+
+
 KERNELS: tuple[Kernel, ...] = (
     Kernel("fill", "fill", lambda out, val: np.full(out.shape, val)),
     Kernel("compact", "gather", _compact_oracle),
@@ -444,5 +471,15 @@ KERNELS: tuple[Kernel, ...] = (
     _zip_strided("add", np.add),
     _zip_strided("mul", np.multiply),
     _zip_strided("div", np.divide),
+    # Only the C++ backend has it (NDArray's matmul_view uses it for im2col views when present).
+    Kernel("matmul_strided", "matmul_strided", _matmul_strided_oracle, required=False, rtol=1e-4),
+    # Only the C++ backend has it (NDArray sums over leading axes with it when present).
+    Kernel(
+        "reduce_sum_columns",
+        "reduce_columns",
+        _reduce_sum_columns_oracle,
+        required=False,
+        rtol=1e-5,
+    ),
 )
 """Every kernel a backend exports, in the order of ``src/kernel_list.h``."""
