@@ -635,7 +635,36 @@ def test_ewise_unary(kernel, device):
     expected = kernel.oracle(a=x.astype(np.float64), out=None).astype(np.float32)
     assert_same_array(getattr(a, fn)(), expected)
     assert_same_array(getattr(nd, fn)(a), expected)
-    assert_same_array(getattr(a.permute((1, 0)), fn)(), expected.T.copy())
+    # like numpy's ufuncs, a transposed view's result keeps its layout (no transposing copy)
+    expected_t = kernel.oracle(a=x.T.astype(np.float64), out=None).astype(np.float32)
+    assert numpy_strides(expected_t) == (1, 6)
+    assert_same_array(getattr(a.permute((1, 0)), fn)(), expected_t, strides="numpy")
+
+
+@hw3
+@pytest.mark.parametrize("name", list(EWISE_BINARY))
+def test_ewise_keeps_the_layout_of_transposed_operands(name, device):
+    """As numpy's ufuncs do: two operands transposed alike (an NHWC batch seen as NCHW), or
+    one with a scalar, give a result laid out like them, from the buffers as they are; any
+    other mix gives a compact result."""
+    nd_fn, np_fn = EWISE_BINARY[name]
+    x, y = rand(2, 3, 4, 5), rand(2, 3, 4, 5)
+    y = with_ties(x, y)
+    order = (0, 3, 1, 2)
+    a = nd.array(x, device=device).permute(order)
+    b = nd.array(y, device=device).permute(order)
+    expected = np_fn(x.transpose(order), y.transpose(order)).astype(np.float32)
+    assert numpy_strides(expected) == a.strides  # numpy keeps the layout too
+    assert_same_array(nd_fn(a, b), expected, strides="numpy")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np_fn(x.transpose(order), np.float32(0.5)).astype(np.float32)
+    assert_same_array(nd_fn(a, 0.5), expected, strides="numpy")
+    # transposed differently, or a slice (not a whole buffer): a compact result
+    c = nd.array(y.transpose(order).copy(), device=device)
+    expected = np_fn(x.transpose(order), y.transpose(order)).astype(np.float32)
+    assert_same_array(nd_fn(a, c), expected)
+    sliced = nd.array(rand(2, 3, 4, 6), device=device)[:, :, :, :5].permute(order)
+    assert_same_array(-sliced, -sliced.numpy())
 
 
 @hw3

@@ -667,6 +667,14 @@ def _torch_conv(stride, padding, dilation=1):
     return conv
 
 
+def _torch_dilate(x, factor):
+    """needle's dilate over H and W of an NHWC tensor: factor - 1 zeros after each pixel."""
+    n, h, w, c = x.shape
+    out = torch.zeros((n, h * factor, w * factor, c), dtype=x.dtype)
+    out[:, ::factor, ::factor, :] = x
+    return out
+
+
 @pytest.mark.hw4
 @pytest.mark.parametrize("kernel", [1, 3, 5])
 @pytest.mark.parametrize("padding", [0, 1, 2])
@@ -773,6 +781,44 @@ def test_conv_random_shapes(device, batch, size, channels, kernel, stride, paddi
         w,
         device=device,
         seed=seed,
+    )
+
+
+@settings(FAST, max_examples=40)
+@given(
+    size=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    factor=st.integers(2, 4),
+    padding=st.tuples(*[st.integers(-2, 4)] * 4),
+    seed=seeds,
+)
+def test_conv_of_dilated_is_the_plain_formula(device, size, kernel, factor, padding, seed):
+    """The reference's input gradient of a strided conv skips the zeros of the dilated
+    adjoint: same values (phases without kernel taps, crops and pads included) and the same
+    gradients as conv(dilate(g)), including where a kernel is shorter than the stride."""
+    from needle.ops.ops_mathematic import _ConvOfDilated
+
+    rng = np.random.default_rng(seed)
+    g = random_array(rng, (2, *size, 3))
+    w = random_array(rng, (*kernel, 3, 2))
+    pad = ((padding[0], padding[1]), (padding[2], padding[3]))
+    out = tuple(n * factor + a + b - k + 1 for n, (a, b), k in zip(size, pad, kernel))
+    assume(min(out) >= 1)
+
+    def plain(a, b):
+        return ndl.conv(ndl.dilate(a, (1, 2), factor - 1), b, stride=1, padding=pad)
+
+    check_op(
+        lambda a, b: _ConvOfDilated(factor, pad)(a, b),
+        lambda a, b: _torch_conv(1, pad)(_torch_dilate(a, factor), b),
+        g,
+        w,
+        device=device,
+        seed=seed,
+    )
+    inputs = [ndl.Tensor(array, device=device) for array in (g, w)]
+    np.testing.assert_allclose(
+        _ConvOfDilated(factor, pad)(*inputs).numpy(), plain(*inputs).numpy(), atol=1e-5
     )
 
 

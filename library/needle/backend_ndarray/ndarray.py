@@ -354,6 +354,14 @@ def _resolve_shape(size: int, new_shape) -> Shape:
     Raises:
         ValueError: when no such shape exists (the course's reshape asserts the same).
     """
+    if (  # the common case, a tuple of Python ints that fits, checked first: it is hot
+        type(new_shape) is tuple
+        and new_shape
+        and min(new_shape) >= 0
+        and math.prod(new_shape) == size
+        and all(type(dim) is int for dim in new_shape)
+    ):
+        return new_shape
     if isinstance(new_shape, (int, np.integer)):
         new_shape = (new_shape,)
     new_shape = tuple(operator.index(dim) for dim in new_shape)
@@ -868,7 +876,24 @@ class NDArray:
     def _ewise_or_scalar(self, other, ewise_kernel, scalar_kernel, strided=None) -> NDArray:
         """``out = f(self, other)`` for an array or a scalar ``other``. ``strided``: the name
         of the backend's optional kernel that reads a broadcast second operand in place
-        (``ewise_<name>_strided``); "add" and "mul" also take a broadcast first operand."""
+        (``ewise_<name>_strided``); "add" and "mul" also take a broadcast first operand.
+
+        As numpy's ufuncs do, the result keeps the memory layout of a transposed operand (a
+        permutation of a whole buffer, like an NHWC batch seen as NCHW) when the other one, if
+        any, has the same: the kernel then runs on the buffers as they are, with no transposing
+        copy in and a result that stays cheap to transpose back."""
+        if not self.is_compact() and (
+            not isinstance(other, NDArray)
+            or (other._strides == self._strides and other._shape == self._shape)
+        ):
+            out = self._dense_like()
+            if out is not None and (not isinstance(other, NDArray) or other._dense_like()):
+                if isinstance(other, NDArray):
+                    _check_same_device(self, other)
+                    ewise_kernel(self._handle, other._handle, out._handle)
+                else:
+                    scalar_kernel(self._handle, float(other), out._handle)
+                return out
         out = NDArray._fresh(self._shape, self._device)
         if isinstance(other, NDArray):
             _check_same(self, other)
@@ -894,9 +919,29 @@ class NDArray:
         return out
 
     def _unary(self, kernel) -> NDArray:
+        out = None if self.is_compact() else self._dense_like()
+        if out is not None:  # a transposed view: its layout is kept (see _ewise_or_scalar)
+            kernel(self._handle, out._handle)
+            return out
         out = NDArray._fresh(self._shape, self._device)
         kernel(self.compact()._handle, out._handle)
         return out
+
+    def _dense_like(self) -> NDArray | None:
+        """When this (non-compact) view is a permutation of its whole buffer, which it covers
+        exactly from position 0: a new array of the same shape and strides, in a buffer of its
+        own, for a kernel that writes element i of the buffer from element i of this one's.
+        Otherwise None."""
+        shape, strides = self._shape, self._strides
+        size = math.prod(shape)
+        if self._offset != 0 or self._handle.size != size or size == 0:
+            return None
+        expected = 1
+        for stride, dim in sorted(zip(strides, shape)):
+            if dim != 1 and stride != expected:
+                return None
+            expected *= dim
+        return NDArray.make(shape, strides, self._device, self._device.Array(size))
 
     def __add__(self, other) -> NDArray:
         return self._ewise_or_scalar(other, self._device.ewise_add, self._device.scalar_add, "add")

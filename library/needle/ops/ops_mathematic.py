@@ -75,17 +75,37 @@ def _normalize_axes(axes: Axes, ndim: int) -> Tuple[int, ...]:
     return tuple(sorted({_normalize_axis(int(axis), ndim) for axis in axes}))
 
 
-def _as_strided(a, shape: Shape, strides: Shape):
-    """A view of the compact array ``a`` with the given shape and strides, in ELEMENTS.
-
-    numpy counts strides in bytes and needle's NDArray in elements; this is the one place
-    that knows. The view shares ``a``'s memory: treat it as read-only.
-    """
+def _strides_of(a) -> Shape:
+    """``a``'s strides in ELEMENTS (numpy counts them in bytes, needle's NDArray in elements)."""
     if array_api is numpy:
-        a = numpy.ascontiguousarray(a)
+        return tuple(stride // a.itemsize for stride in a.strides)
+    return tuple(a.strides)
+
+
+def _as_strided(a, shape: Shape, strides: Shape):
+    """A view of ``a``'s memory with the given shape and strides, in ELEMENTS, starting at
+    ``a``'s first element: ``a`` may be any view (strides from ``_strides_of(a)`` then walk
+    its elements). The view shares ``a``'s memory: treat it as read-only."""
+    if array_api is numpy:
         byte_strides = tuple(stride * a.itemsize for stride in strides)
         return numpy.lib.stride_tricks.as_strided(a, shape, byte_strides, writeable=False)
-    return array_api.as_strided(a.compact(), shape, strides)
+    return array_api.as_strided(a, shape, strides)
+
+
+def _memory_order(a):
+    """For a transposed view of a whole compact buffer (NDArray, as NCHW seen as NHWC is): its
+    axes from the largest stride to the smallest, i.e. the order in which they lie in memory;
+    None for any other array."""
+    if array_api is numpy or a.is_compact():
+        return None
+    shape, strides = a.shape, a.strides
+    order = tuple(sorted(range(len(shape)), key=lambda axis: -strides[axis]))
+    expected = 1
+    for axis in reversed(order):
+        if shape[axis] != 1 and strides[axis] != expected:
+            return None
+        expected *= shape[axis]
+    return order
 
 
 def _view_matmul(view, split: int, b):
@@ -107,7 +127,15 @@ def _pad_or_crop(a, pad_width: Sequence[Tuple[int, int]]):
         a = a[crop]
     positive = tuple((max(before, 0), max(after, 0)) for before, after in pad_width)
     if any(before or after for before, after in positive):
-        a = array_api.pad(a, positive)
+        order = _memory_order(a)
+        if order is None or a.shape[order[-1]] < 32:
+            return array_api.pad(a, positive)
+        # A transposed view whose rows in memory are long (an NCHW image batch seen as NHWC)
+        # is padded in the order its axes lie in memory, a copy of contiguous runs instead of a
+        # transposing one, and handed back transposed the same way: the result is that view
+        # of a compact padded buffer. (For rows of a few pixels, the runs are too short.)
+        padded = array_api.pad(array_api.transpose(a, order), tuple(positive[i] for i in order))
+        a = array_api.transpose(padded, tuple(order.index(axis) for axis in range(len(order))))
     return a
 
 
@@ -883,13 +911,9 @@ class Conv(TensorOp):
         out_w = (width - span_w) // self.stride + 1
         # im2col without copying: a 6-D view whose entry (n, i, j, di, dj, c) is the input
         # pixel under kernel tap (di, dj) at output position (i, j). Strides in elements of
-        # the compact padded input; the stride of the conv is a bigger step over i and j, the
-        # dilation a bigger step over di and dj.
-        stride_n, stride_h, stride_w = (
-            height * width * channels_in,
-            width * channels_in,
-            channels_in,
-        )
+        # the padded input, whatever its layout (a transposed view is fine); the stride of the
+        # conv is a bigger step over i and j, the dilation a bigger step over di and dj.
+        stride_n, stride_h, stride_w, stride_c = _strides_of(a)
         patches = _as_strided(
             a,
             (batch, out_h, out_w, kernel_h, kernel_w, channels_in),
@@ -899,7 +923,7 @@ class Conv(TensorOp):
                 stride_w * self.stride,
                 stride_h * self.dilation,
                 stride_w * self.dilation,
-                1,
+                stride_c,
             ),
         )
         patch_size = kernel_h * kernel_w * channels_in
@@ -929,21 +953,20 @@ class Conv(TensorOp):
         # leaves s - 1 zeros after the last row; `extra` of them fall beyond the padded input.
         # Skipped when x needs no gradient (a batch of images): for a strided first layer it
         # is the most expensive part of backward.
+        # (With taps 1 apart, _ConvOfDilated computes the same without the dilated zeros.)
         grad_x = None
         if x.requires_grad:
-            grad = dilate(out_grad, (1, 2), stride - 1) if stride > 1 else out_grad
             extra_h, extra_w = stride - 1 - unread_h, stride - 1 - unread_w
             flipped = transpose(flip(weight, (0, 1)), (2, 3))  # (K_h, K_w, C_out, C_in)
-            grad_x = conv(
-                grad,
-                flipped,
-                stride=1,
-                padding=(
-                    (reach_h - top, reach_h - bottom - extra_h),
-                    (reach_w - left, reach_w - right - extra_w),
-                ),
-                dilation=dilation,
+            padding = (
+                (reach_h - top, reach_h - bottom - extra_h),
+                (reach_w - left, reach_w - right - extra_w),
             )
+            if stride > 1 and dilation == 1:
+                grad_x = _ConvOfDilated(stride, padding)(out_grad, flipped)
+            else:
+                grad = dilate(out_grad, (1, 2), stride - 1) if stride > 1 else out_grad
+                grad_x = conv(grad, flipped, stride=1, padding=padding, dilation=dilation)
 
         # d/dw[t] = Σ_{n, i} x[n, i*s + t*d] g[n, i]: a correlation of the input with the
         # adjoint as the kernel, in which the batch axis plays the role of the channels that
@@ -967,3 +990,90 @@ def conv(a: Tensor, b: Tensor, stride: int = 1, padding: Padding = 1, dilation: 
     """``Conv(stride, padding, dilation)(a, b)``; note the helper's default ``padding=1`` (the
     op's is 0), kept from the course."""
     return Conv(stride, padding, dilation)(a, b)
+
+
+def _dilation_phases(size: int, before: int, after: int, kernel: int, factor: int):
+    """Along one axis of ``conv(dilate(g), w)`` (stride 1, dilation 1; g of length ``size``
+    dilated by ``factor``, padded by ``before`` and ``after``): for each output phase ``a``,
+    ``(a, count, first, taps, shift)`` such that output ``a + factor * u`` (u < count) is
+    the sum over j < taps of ``g[u + j + shift] * w[first + factor * j]``. Only the kernel taps
+    that land on g's elements, not on the zeros between them, appear."""
+    out = size * factor + before + after - kernel + 1
+    phases = []
+    for a in range(factor):
+        count = len(range(a, max(out, 0), factor))
+        first = (before - a) % factor
+        taps = len(range(first, kernel, factor))
+        phases.append((a, count, first, taps, (a + first - before) // factor))
+    return phases
+
+
+class _ConvOfDilated(TensorOp):
+    """``conv(dilate(g, (1, 2), factor - 1), w, stride=1, padding=padding)``, computed from
+    ``g`` without the zeros that dilate puts between its pixels: the input gradient of a
+    convolution with stride ``factor`` (Conv.gradient's reference), where 3 of every 4
+    products of the plain formula (stride 2) multiply those zeros.
+
+    Each output phase (row mod factor, column mod factor) only meets every factor-th kernel
+    tap, so it is a stride-1 convolution of ``g`` itself with that slice of the kernel,
+    written back to the phase's rows and columns. The gradient is the plain formula's.
+    """
+
+    def __init__(self, factor: int, padding: Padding):
+        self.factor = factor
+        self.padding = padding
+
+    def compute(self, g, w):
+        factor = self.factor
+        (top, bottom), (left, right) = _spatial_padding(self.padding)
+        batch, height, width, channels = g.shape
+        kernel_h, kernel_w, _, channels_out = w.shape
+        rows = _dilation_phases(height, top, bottom, kernel_h, factor)
+        cols = _dilation_phases(width, left, right, kernel_w, factor)
+        out_h = sum(count for _, count, _, _, _ in rows)
+        out_w = sum(count for _, count, _, _, _ in cols)
+        if out_h == 0 or out_w == 0:  # let the plain convolution report the bad shapes
+            dilated = Dilate((1, 2), factor - 1).compute(g)
+            return Conv(1, self.padding).compute(dilated, w)
+        rows = [phase for phase in rows if phase[1] > 0]
+        cols = [phase for phase in cols if phase[1] > 0]
+
+        def margins(phases, size):  # g's padding that every phase's reads fit in
+            used = [(shift, shift + count + taps - 2) for _, count, _, taps, shift in phases]
+            used = [span for span, (_, _, _, taps, _) in zip(used, phases) if taps]
+            low = min((first for first, _ in used), default=0)
+            high = max((last for _, last in used), default=size - 1)
+            return max(-low, 0), max(high - (size - 1), 0)
+
+        pad_h, pad_w = margins(rows, height), margins(cols, width)
+        g = _pad_or_crop(g, ((0, 0), pad_h, pad_w, (0, 0)))
+        stride_n, stride_h, stride_w, stride_c = _strides_of(g)
+        every_phase_has_taps = all(taps for _, _, _, taps, _ in rows + cols)
+        make = array_api.empty if every_phase_has_taps else array_api.zeros
+        out = make((batch, out_h, out_w, channels_out), dtype=g.dtype, device=g.device)
+        for a, count_h, first_h, taps_h, shift_h in rows:
+            for b, count_w, first_w, taps_w, shift_w in cols:
+                if not taps_h or not taps_w:
+                    continue  # only zeros: out starts at zero
+                taps = w[first_h::factor, first_w::factor]
+                start = g[:, shift_h + pad_h[0] :, shift_w + pad_w[0] :, :]
+                patches = _as_strided(
+                    start,
+                    (batch, count_h, count_w, taps_h, taps_w, channels),
+                    (stride_n, stride_h, stride_w, stride_h, stride_w, stride_c),
+                )
+                taps = array_api.reshape(taps, (taps_h * taps_w * channels, channels_out))
+                product = _view_matmul(patches, 3, taps)
+                out[:, a::factor, b::factor, :] = array_api.reshape(
+                    product, (batch, count_h, count_w, channels_out)
+                )
+        return out
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        # The plain formula's gradient; its convolution node is only described, never run.
+        g, w = node.inputs
+        dilated = dilate(g, (1, 2), self.factor - 1)
+        plain = deferred(Conv(1, self.padding), dilated, w)
+        grad_dilated, grad_w = plain.op.gradient(out_grad, plain)
+        grad_g = None if grad_dilated is None else undilate(grad_dilated, (1, 2), self.factor - 1)
+        return grad_g, grad_w
