@@ -1558,9 +1558,17 @@ NEEDLE_TARGET_AVX2 void MicroKernelGatherAvx2(int64_t depth, const scalar_t* con
   __m256 acc[kMR][2];
 #pragma GCC unroll 6
   for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  // A's elements of one depth step may lie far from the last step's (the transposed view of a
+  // weight gradient steps a whole pixel), where the hardware prefetcher cannot guess them:
+  // ask for those kAhead steps ahead, for the first and the last row.
+  constexpr int64_t kAhead = 8;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < depth; ++k) {
     const int64_t offset = col[k];
+    if (k + kAhead < depth) {
+      _mm_prefetch(reinterpret_cast<const char*>(row[0] + col[k + kAhead]), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(row[kMR - 1] + col[k + kAhead]), _MM_HINT_T0);
+    }
     const __m256 b_low = _mm256_load_ps(b), b_high = _mm256_load_ps(b + 8);
     // One broadcast register at a time: 12 accumulators + 2 of B + 1 of A fit in 16.
 #pragma GCC unroll 6

@@ -992,7 +992,10 @@ def test_random_views_match_numpy(case, device):
         assert_same_array(
             nd.sum(view, axis=0, keepdims=True), view_np.sum(axis=0, keepdims=True), strides=None
         )
-        assert_same_array(view + view, view_np + view_np)
+        # a permutation of the whole array keeps its layout, as in numpy; other views give a
+        # compact result
+        whole = view_np.size == x.size and all(step > 0 for step in view_np.strides)
+        assert_same_array(view + view, view_np + view_np, strides="numpy" if whole else "compact")
 
 
 @hw3

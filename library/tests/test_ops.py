@@ -667,7 +667,7 @@ def _torch_conv(stride, padding, dilation=1):
     return conv
 
 
-def _torch_dilate(x, factor):
+def _torch_dilate_hw(x, factor):
     """needle's dilate over H and W of an NHWC tensor: factor - 1 zeros after each pixel."""
     n, h, w, c = x.shape
     out = torch.zeros((n, h * factor, w * factor, c), dtype=x.dtype)
@@ -810,7 +810,7 @@ def test_conv_of_dilated_is_the_plain_formula(device, size, kernel, factor, padd
 
     check_op(
         lambda a, b: _ConvOfDilated(factor, pad)(a, b),
-        lambda a, b: _torch_conv(1, pad)(_torch_dilate(a, factor), b),
+        lambda a, b: _torch_conv(1, pad)(_torch_dilate_hw(a, factor), b),
         g,
         w,
         device=device,
@@ -819,6 +819,45 @@ def test_conv_of_dilated_is_the_plain_formula(device, size, kernel, factor, padd
     inputs = [ndl.Tensor(array, device=device) for array in (g, w)]
     np.testing.assert_allclose(
         _ConvOfDilated(factor, pad)(*inputs).numpy(), plain(*inputs).numpy(), atol=1e-5
+    )
+
+
+@settings(FAST, max_examples=40)
+@given(
+    size=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    padding=st.tuples(*[st.integers(-1, 4)] * 4),
+    seed=seeds,
+)
+def test_conv_weight_gradient_op(device, size, kernel, stride, dilation, padding, seed):
+    """The reference's weight gradient (one product of the transposed im2col view with the
+    adjoint, dead taps skipped) against torch's, values and gradients of both inputs."""
+    from needle.ops.ops_mathematic import _ConvWeightGradient
+
+    pad = ((padding[0], padding[1]), (padding[2], padding[3]))
+    out = tuple(
+        (n + a + b - (k - 1) * dilation - 1) // stride + 1
+        for n, (a, b), k in zip(size, pad, kernel)
+    )
+    assume(min(out) >= 1)
+    rng = np.random.default_rng(seed)
+    x = random_array(rng, (2, *size, 3))
+    g = random_array(rng, (2, *out, 2))
+
+    def torch_weight_gradient(x, g):
+        w = torch.zeros((*kernel, 3, 2), dtype=x.dtype, requires_grad=True)
+        y = _torch_conv(stride, pad, dilation)(x, w)
+        return torch.autograd.grad(y, w, grad_outputs=g, create_graph=True)[0]
+
+    check_op(
+        lambda a, b: _ConvWeightGradient(kernel, stride, pad, dilation)(a, b),
+        torch_weight_gradient,
+        x,
+        g,
+        device=device,
+        seed=seed,
     )
 
 

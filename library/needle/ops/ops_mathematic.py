@@ -128,12 +128,15 @@ def _pad_or_crop(a, pad_width: Sequence[Tuple[int, int]]):
     positive = tuple((max(before, 0), max(after, 0)) for before, after in pad_width)
     if any(before or after for before, after in positive):
         order = _memory_order(a)
-        if order is None or a.shape[order[-1]] < 32:
+        if order is None or order[-1] < len(order) - 2 or a.shape[order[-1]] < 32:
             return array_api.pad(a, positive)
-        # A transposed view whose rows in memory are long (an NCHW image batch seen as NHWC)
-        # is padded in the order its axes lie in memory, a copy of contiguous runs instead of a
-        # transposing one, and handed back transposed the same way: the result is that view
-        # of a compact padded buffer. (For rows of a few pixels, the runs are too short.)
+        # A transposed view whose rows in memory are long and run along one of its last two
+        # axes (an NCHW image batch seen as NHWC, the width) is padded in the order its axes
+        # lie in memory, a copy of contiguous runs instead of a transposing one, and handed
+        # back transposed the same way: the result is that view of a compact padded buffer.
+        # A convolution reading it gathers neighbouring pixels from neighbouring floats. (For
+        # rows of a few pixels the runs are too short; for a view whose contiguous axis comes
+        # first, the convolution's reads would be scattered: both get a compact copy.)
         padded = array_api.pad(array_api.transpose(a, order), tuple(positive[i] for i in order))
         a = array_api.transpose(padded, tuple(order.index(axis) for axis in range(len(order))))
     return a
@@ -972,16 +975,12 @@ class Conv(TensorOp):
         # adjoint as the kernel, in which the batch axis plays the role of the channels that
         # get summed; the adjoint's taps are s apart (dilation s, no zeros to multiply) and
         # the weight's taps d apart (stride d). The unread rows are cropped.
-        x_t = transpose(x, (0, 3))  # (C_in, H, W, N)
-        grad_t = transpose(transpose(out_grad, (0, 1)), (1, 2))  # (H', W', N, C_out)
-        grad_w = conv(
-            x_t,
-            grad_t,
-            stride=dilation,
-            padding=((top, bottom - unread_h), (left, right - unread_w)),
-            dilation=stride,
-        )  # (C_in, K_h, K_w, C_out)
-        grad_w = transpose(transpose(grad_w, (0, 1)), (1, 2))  # (K_h, K_w, C_in, C_out)
+        # (_ConvWeightGradient computes the same as one product, without the transposes.)
+        if not weight.requires_grad:
+            return grad_x, None
+        grad_w = _ConvWeightGradient((kernel_h, kernel_w), stride, self.padding, dilation)(
+            x, out_grad
+        )
         return grad_x, grad_w
         ### END YOUR SOLUTION
 
@@ -990,6 +989,94 @@ def conv(a: Tensor, b: Tensor, stride: int = 1, padding: Padding = 1, dilation: 
     """``Conv(stride, padding, dilation)(a, b)``; note the helper's default ``padding=1`` (the
     op's is 0), kept from the course."""
     return Conv(stride, padding, dilation)(a, b)
+
+
+class _ConvWeightGradient(TensorOp):
+    """The weight gradient of ``Conv(stride, padding, dilation)`` with ``kernel`` = (K_h, K_w)
+    taps, from its input ``x`` (N, H, W, C_in) and output adjoint ``g`` (N, H', W', C_out):
+    ``dw[t, c, o] = Σ_{n, i, j} x_padded[n, i*s + t_h*d, j*s + t_w*d, c] g[n, i, j, o]``.
+
+    The same numbers as Conv.gradient's formula (a convolution of the transposed input with
+    the transposed adjoint), as one product ``patches.T @ g`` of the forward pass's im2col view
+    with the adjoint as it lies: no transposed copy of the input, of the adjoint or of the
+    result. Taps that only ever read padding get zeros without being computed. The gradient is
+    the formula's.
+    """
+
+    def __init__(self, kernel: Tuple[int, int], stride: int, padding: Padding, dilation: int):
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+
+    def compute(self, x, g):
+        stride, dilation = self.stride, self.dilation
+        (kernel_h, kernel_w), channels_out = self.kernel, g.shape[3]
+        batch, out_h, out_w, _ = g.shape
+        channels = x.shape[3]
+        (top, bottom), (left, right) = _spatial_padding(self.padding)
+        live = [
+            _live_taps(size, before, kernel, stride, dilation, out)
+            for size, before, kernel, out in (
+                (x.shape[1], top, kernel_h, out_h),
+                (x.shape[2], left, kernel_w, out_w),
+            )
+        ]
+        (first_h, last_h), (first_w, last_w) = live
+        taps_h, taps_w = last_h - first_h + 1, last_w - first_w + 1
+        # Only the rows and columns the live taps read: from row first*d - before on.
+        reach_h = (out_h - 1) * stride + (taps_h - 1) * dilation + 1
+        reach_w = (out_w - 1) * stride + (taps_w - 1) * dilation + 1
+        start_h, start_w = first_h * dilation - top, first_w * dilation - left
+        x = _pad_or_crop(
+            x,
+            (
+                (0, 0),
+                (-start_h, start_h + reach_h - x.shape[1]),
+                (-start_w, start_w + reach_w - x.shape[2]),
+                (0, 0),
+            ),
+        )
+        stride_n, stride_h, stride_w, stride_c = _strides_of(x)
+        # (t_h, t_w, c) x (n, i, j): the forward im2col view, transposed.
+        patches_t = _as_strided(
+            x,
+            (taps_h, taps_w, channels, batch, out_h, out_w),
+            (
+                stride_h * dilation,
+                stride_w * dilation,
+                stride_c,
+                stride_n,
+                stride_h * stride,
+                stride_w * stride,
+            ),
+        )
+        adjoint = array_api.reshape(g, (batch * out_h * out_w, channels_out))
+        grad = array_api.reshape(
+            _view_matmul(patches_t, 3, adjoint), (taps_h, taps_w, channels, channels_out)
+        )
+        if (taps_h, taps_w) == (kernel_h, kernel_w):
+            return grad
+        pad = ((first_h, kernel_h - 1 - last_h), (first_w, kernel_w - 1 - last_w), (0, 0), (0, 0))
+        return _pad_or_crop(grad, pad)
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        # Conv.gradient's formula, through a described-only conv node.
+        x, g = node.inputs
+        (top, bottom), (left, right) = _spatial_padding(self.padding)
+        kernel_h, kernel_w = self.kernel
+        unread_h = (x.shape[1] + top + bottom - (kernel_h - 1) * self.dilation - 1) % self.stride
+        unread_w = (x.shape[2] + left + right - (kernel_w - 1) * self.dilation - 1) % self.stride
+        x_t = transpose(x, (0, 3))
+        g_t = transpose(transpose(g, (0, 1)), (1, 2))
+        padding = ((top, bottom - unread_h), (left, right - unread_w))
+        formula = deferred(Conv(self.dilation, padding, self.stride), x_t, g_t)
+        grad_x_t, grad_g_t = formula.op.gradient(
+            transpose(transpose(out_grad, (1, 2)), (0, 1)), formula
+        )
+        grad_x = None if grad_x_t is None else transpose(grad_x_t, (0, 3))
+        grad_g = None if grad_g_t is None else transpose(transpose(grad_g_t, (1, 2)), (0, 1))
+        return grad_x, grad_g
 
 
 def _dilation_phases(size: int, before: int, after: int, kernel: int, factor: int):
