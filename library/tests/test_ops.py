@@ -226,6 +226,27 @@ def test_transpose_swaps_two_axes_only(device, axes):
     np.testing.assert_array_equal(got, expected)
 
 
+@FAST
+@given(data=st.data(), seed=seeds)
+def test_permute(device, data, seed):
+    """The provided op that reorders all axes at once (NCHW <-> NHWC in nn.Conv and
+    BatchNorm2d), against torch: values, gradients, and second order."""
+    shape = data.draw(shapes(1, 4))
+    axes = tuple(data.draw(st.permutations(range(len(shape)))))
+    a = random_array(np.random.default_rng(seed), shape)
+    check_op(lambda x: ndl.permute(x, axes), lambda x: x.permute(*axes), a, device=device, seed=seed)
+    check_second_order(
+        lambda x: ndl.permute(x, axes) ** 2, lambda x: x.permute(*axes) ** 2, a, device=device
+    )
+
+
+def test_permute_rejects_bad_orders(device):
+    with pytest.raises(ValueError, match="order of all axes"):
+        ndl.Permute((0, 2))
+    with pytest.raises(ValueError, match="shape"):
+        ndl.permute(ndl.Tensor(np.ones((2, 3), dtype=np.float32), device=device), (0, 2, 1))
+
+
 def test_transpose_rejects_bad_axes(device):
     with pytest.raises(ValueError):
         ndl.Transpose((0, 1, 2))

@@ -426,9 +426,9 @@ class BatchNorm2d(BatchNorm1d):
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
         # NCHW → NHWC → (N*H*W, C): every pixel becomes one sample of BatchNorm1d.
-        rows = x.transpose((1, 2)).transpose((2, 3)).reshape((n * h * w, c))
+        rows = ops.permute(x, (0, 2, 3, 1)).reshape((n * h * w, c))
         y = super().forward(rows).reshape((n, h, w, c))
-        return y.transpose((2, 3)).transpose((1, 2))
+        return ops.permute(y, (0, 3, 1, 2))
 
 
 class LayerNorm1d(Module):

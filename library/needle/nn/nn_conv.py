@@ -74,12 +74,12 @@ class Conv(Module):
     def forward(self, x: Tensor) -> Tensor:
         ### BEGIN YOUR SOLUTION (hw4)
         # The conv op works on NHWC: NCHW → NHWC, convolve, and back.
-        nhwc = x.transpose((1, 2)).transpose((2, 3))
+        nhwc = ops.permute(x, (0, 2, 3, 1))
         out = ops.conv(nhwc, self.weight, stride=self.stride, padding=self.padding)
         if self.bias is not None:
             bias = self.bias.reshape((1, 1, 1, self.out_channels)).broadcast_to(out.shape)
             out = out + bias
-        return out.transpose((2, 3)).transpose((1, 2))
+        return ops.permute(out, (0, 3, 1, 2))
         ### END YOUR SOLUTION
 
     def extra_repr(self) -> str:

@@ -485,6 +485,31 @@ def transpose(a: Tensor, axes: Tuple[int, int] | None = None) -> Tensor:
     return Transpose(axes)(a)
 
 
+class Permute(TensorOp):
+    """Reorder all axes: axis ``k`` of the result is axis ``axes[k]`` of the input (numpy's
+    ``transpose(a, axes)``). Provided, not part of the course's op set: one node for what two
+    or more ``transpose`` swaps do, as NCHW <-> NHWC needs (``(0, 2, 3, 1)`` and back with
+    ``(0, 3, 1, 2)``). Gradient: ``g`` permuted by the inverse order."""
+
+    def __init__(self, axes: Tuple[int, ...]):
+        self.axes = tuple(axes)
+        if sorted(self.axes) != list(range(len(self.axes))):
+            raise ValueError(f"Permute needs an order of all axes, got {self.axes}")
+
+    def compute(self, a):
+        if a.ndim != len(self.axes):
+            raise ValueError(f"Permute: order {self.axes} for an array of shape {a.shape}")
+        return array_api.transpose(a, self.axes)
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        inverse = tuple(self.axes.index(axis) for axis in range(len(self.axes)))
+        return permute(out_grad, inverse)
+
+
+def permute(a: Tensor, axes: Tuple[int, ...]) -> Tensor:
+    return Permute(axes)(a)
+
+
 class Reshape(TensorOp):
     """The same elements (row-major order) in a new shape. Gradient: ``g`` reshaped back."""
 
