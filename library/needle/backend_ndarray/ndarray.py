@@ -1558,8 +1558,15 @@ def pad(a: NDArray, pad_width, mode: str = "constant", constant_values: Scalar =
     (before, after) pair for all axes, or one int."""
     if mode != "constant":
         raise NotImplementedError(f"pad supports mode='constant' only, got {mode!r}")
-    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (a.ndim, 2))
-    axes = tuple((int(before), int(after)) for before, after in widths)
+    if (  # one (before, after) pair per axis, the common case, without numpy's broadcasting
+        type(pad_width) is tuple
+        and len(pad_width) == a.ndim
+        and all(type(pair) is tuple and len(pair) == 2 for pair in pad_width)
+    ):
+        axes = tuple((operator.index(before), operator.index(after)) for before, after in pad_width)
+    else:
+        widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (a.ndim, 2))
+        axes = tuple((int(before), int(after)) for before, after in widths)
     if constant_values == 0:
         return a.pad(axes)
     out = full(
