@@ -234,7 +234,9 @@ def test_permute(device, data, seed):
     shape = data.draw(shapes(1, 4))
     axes = tuple(data.draw(st.permutations(range(len(shape)))))
     a = random_array(np.random.default_rng(seed), shape)
-    check_op(lambda x: ndl.permute(x, axes), lambda x: x.permute(*axes), a, device=device, seed=seed)
+    check_op(
+        lambda x: ndl.permute(x, axes), lambda x: x.permute(*axes), a, device=device, seed=seed
+    )
     check_second_order(
         lambda x: ndl.permute(x, axes) ** 2, lambda x: x.permute(*axes) ** 2, a, device=device
     )

@@ -1104,31 +1104,42 @@ class _ConvWeightGradient(TensorOp):
         return grad_x, grad_g
 
 
-def _dilation_phases(size: int, before: int, after: int, kernel: int, factor: int):
+def _subpixel_layout(size: int, before: int, after: int, kernel: int, factor: int):
     """Along one axis of ``conv(dilate(g), w)`` (stride 1, dilation 1; g of length ``size``
-    dilated by ``factor``, padded by ``before`` and ``after``): for each output phase ``a``,
-    ``(a, count, first, taps, shift)`` such that output ``a + factor * u`` (u < count) is
-    the sum over j < taps of ``g[u + j + shift] * w[first + factor * j]``. Only the kernel taps
-    that land on g's elements, not on the zeros between them, appear."""
+    dilated by ``factor``, padded by ``before`` and ``after``, a kernel of ``kernel`` taps):
+    output ``a + factor * u`` (phase ``a``) is ``sum over m < span of g[u + m + low] *
+    w_a[m]``, where phase a's kernel ``w_a`` holds ``w[first + factor * j]`` at ``m = shift + j``
+    (j < taps) and zeros elsewhere: only the taps that land on g's elements, not on the zeros
+    between them. Returns ``(out, count, span, low, phases)`` with ``count`` outputs per phase
+    (the last ones past ``out`` are dropped) and ``phases`` the ``(a, first, taps, shift)`` of
+    each phase that has taps; None when there is no output."""
     out = size * factor + before + after - kernel + 1
+    if out <= 0 or size * factor + min(before, 0) + min(after, 0) < 0:
+        return None  # (no output, or crops longer than the dilated input: no such phases)
     phases = []
-    for a in range(factor):
-        count = len(range(a, max(out, 0), factor))
+    for a in range(min(factor, out)):
         first = (before - a) % factor
         taps = len(range(first, kernel, factor))
-        phases.append((a, count, first, taps, (a + first - before) // factor))
-    return phases
+        if taps:
+            phases.append((a, first, taps, (a + first - before) // factor))
+    low = min((shift for _, _, _, shift in phases), default=0)
+    span = max((taps + shift - low for _, _, taps, shift in phases), default=0)
+    phases = [(a, first, taps, shift - low) for a, first, taps, shift in phases]
+    return out, -(-out // factor), span, low, phases
 
 
 class _ConvOfDilated(TensorOp):
     """``conv(dilate(g, (1, 2), factor - 1), w, stride=1, padding=padding)``, computed from
     ``g`` without the zeros that dilate puts between its pixels: the input gradient of a
-    convolution with stride ``factor`` (Conv.gradient's reference), where 3 of every 4
-    products of the plain formula (stride 2) multiply those zeros.
+    convolution with stride ``factor`` (Conv.gradient's reference), where most products of
+    the plain formula multiply those zeros (3 of 4 at stride 2).
 
     Each output phase (row mod factor, column mod factor) only meets every factor-th kernel
-    tap, so it is a stride-1 convolution of ``g`` itself with that slice of the kernel,
-    written back to the phase's rows and columns. The gradient is the plain formula's.
+    tap: it is a stride-1 convolution of ``g`` itself with that slice of the kernel. The
+    slices, shifted into one common window of taps, become the columns of one weight matrix,
+    so a single product of g's im2col view computes every phase at once (sub-pixel
+    convolution); its (phase row, phase column) columns are then interleaved into the
+    output's rows and columns. The gradient is the plain formula's.
     """
 
     def __init__(self, factor: int, padding: Padding):
@@ -1140,46 +1151,48 @@ class _ConvOfDilated(TensorOp):
         (top, bottom), (left, right) = _spatial_padding(self.padding)
         batch, height, width, channels = g.shape
         kernel_h, kernel_w, _, channels_out = w.shape
-        rows = _dilation_phases(height, top, bottom, kernel_h, factor)
-        cols = _dilation_phases(width, left, right, kernel_w, factor)
-        out_h = sum(count for _, count, _, _, _ in rows)
-        out_w = sum(count for _, count, _, _, _ in cols)
-        if out_h == 0 or out_w == 0:  # let the plain convolution report the bad shapes
-            dilated = Dilate((1, 2), factor - 1).compute(g)
-            return Conv(1, self.padding).compute(dilated, w)
-        rows = [phase for phase in rows if phase[1] > 0]
-        cols = [phase for phase in cols if phase[1] > 0]
-
-        def margins(phases, size):  # g's padding that every phase's reads fit in
-            used = [(shift, shift + count + taps - 2) for _, count, _, taps, shift in phases]
-            used = [span for span, (_, _, _, taps, _) in zip(used, phases) if taps]
-            low = min((first for first, _ in used), default=0)
-            high = max((last for _, last in used), default=size - 1)
-            return max(-low, 0), max(high - (size - 1), 0)
-
-        pad_h, pad_w = margins(rows, height), margins(cols, width)
+        layout_h = _subpixel_layout(height, top, bottom, kernel_h, factor)
+        layout_w = _subpixel_layout(width, left, right, kernel_w, factor)
+        if layout_h is None or layout_w is None:  # the plain convolution's way
+            return Conv(1, self.padding).compute(Dilate((1, 2), factor - 1).compute(g), w)
+        out_h, count_h, span_h, low_h, phases_h = layout_h
+        out_w, count_w, span_w, low_w, phases_w = layout_w
+        if not phases_h or not phases_w:  # every tap lands on a zero
+            return array_api.zeros(
+                (batch, out_h, out_w, channels_out), dtype=g.dtype, device=g.device
+            )
+        # The weights of every phase: (window taps, channels) x (phase row, phase col, out).
+        weights = array_api.zeros(
+            (span_h, span_w, channels, factor, factor, channels_out), dtype=w.dtype, device=w.device
+        )
+        for a, first_h, taps_h, shift_h in phases_h:
+            for b, first_w, taps_w, shift_w in phases_w:
+                weights[shift_h : shift_h + taps_h, shift_w : shift_w + taps_w, :, a, b, :] = w[
+                    first_h::factor, first_w::factor
+                ]
+        weights = array_api.reshape(
+            weights, (span_h * span_w * channels, factor * factor * channels_out)
+        )
+        # g's im2col view over the common window (padded so that every read is inside).
+        pad_h = (max(-low_h, 0), max(count_h + span_h - 2 + low_h - (height - 1), 0))
+        pad_w = (max(-low_w, 0), max(count_w + span_w - 2 + low_w - (width - 1), 0))
         g = _pad_or_crop(g, ((0, 0), pad_h, pad_w, (0, 0)))
         stride_n, stride_h, stride_w, stride_c = _strides_of(g)
-        every_phase_has_taps = all(taps for _, _, _, taps, _ in rows + cols)
-        make = array_api.empty if every_phase_has_taps else array_api.zeros
-        out = make((batch, out_h, out_w, channels_out), dtype=g.dtype, device=g.device)
-        for a, count_h, first_h, taps_h, shift_h in rows:
-            for b, count_w, first_w, taps_w, shift_w in cols:
-                if not taps_h or not taps_w:
-                    continue  # only zeros: out starts at zero
-                taps = w[first_h::factor, first_w::factor]
-                start = g[:, shift_h + pad_h[0] :, shift_w + pad_w[0] :, :]
-                patches = _as_strided(
-                    start,
-                    (batch, count_h, count_w, taps_h, taps_w, channels),
-                    (stride_n, stride_h, stride_w, stride_h, stride_w, stride_c),
-                )
-                taps = array_api.reshape(taps, (taps_h * taps_w * channels, channels_out))
-                product = _view_matmul(patches, 3, taps)
-                out[:, a::factor, b::factor, :] = array_api.reshape(
-                    product, (batch, count_h, count_w, channels_out)
-                )
-        return out
+        patches = _as_strided(
+            g[:, low_h + pad_h[0] :, low_w + pad_w[0] :, :],
+            (batch, count_h, count_w, span_h, span_w, channels),
+            (stride_n, stride_h, stride_w, stride_h, stride_w, stride_c),
+        )
+        out = array_api.reshape(
+            _view_matmul(patches, 3, weights),
+            (batch, count_h, count_w, factor, factor, channels_out),
+        )
+        # (n, u, v, a, b) -> (n, u * factor + a, v * factor + b); past out_h, out_w: dropped.
+        out = array_api.reshape(
+            array_api.transpose(out, (0, 1, 3, 2, 4, 5)),
+            (batch, count_h * factor, count_w * factor, channels_out),
+        )
+        return out[:, :out_h, :out_w, :]
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         # The plain formula's gradient; its convolution node is only described, never run.
