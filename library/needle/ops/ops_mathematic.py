@@ -1095,8 +1095,9 @@ class _ConvWeightGradient(TensorOp):
         x_t = transpose(x, (0, 3))
         g_t = transpose(transpose(g, (0, 1)), (1, 2))
         padding = ((top, bottom - unread_h), (left, right - unread_w))
-        formula = deferred(Conv(self.dilation, padding, self.stride), x_t, g_t)
-        grad_x_t, grad_g_t = formula.op.gradient(
+        conv_op = Conv(self.dilation, padding, self.stride)
+        formula = deferred(conv_op, x_t, g_t)
+        grad_x_t, grad_g_t = conv_op.gradient(
             transpose(transpose(out_grad, (1, 2)), (0, 1)), formula
         )
         grad_x = None if grad_x_t is None else transpose(grad_x_t, (0, 3))
@@ -1198,7 +1199,7 @@ class _ConvOfDilated(TensorOp):
         # The plain formula's gradient; its convolution node is only described, never run.
         g, w = node.inputs
         dilated = dilate(g, (1, 2), self.factor - 1)
-        plain = deferred(Conv(1, self.padding), dilated, w)
-        grad_dilated, grad_w = plain.op.gradient(out_grad, plain)
+        conv_op = Conv(1, self.padding)
+        grad_dilated, grad_w = conv_op.gradient(out_grad, deferred(conv_op, dilated, w))
         grad_g = None if grad_dilated is None else undilate(grad_dilated, (1, 2), self.factor - 1)
         return grad_g, grad_w
