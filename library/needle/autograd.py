@@ -420,17 +420,19 @@ class Tensor(Value):
 
         ``out_grad`` defaults to ones, i.e. the gradient of ``self.sum()``.
 
-        As in PyTorch, only leaves keep their ``grad`` afterwards (call
-        ``compute_gradient_of_variables`` directly to see every node's). An intermediate
-        node's adjoint is usually built from the node itself (the gradient of ``exp(x)`` reads
-        ``exp(x)``), so keeping it would tie each step's graph into reference cycles: its
-        arrays would then wait for Python's cycle collector, long after the step, instead of
-        being freed as soon as the last gradient is dropped.
+        Every node keeps its ``grad``, as in the course; an intermediate node keeps the values
+        only, detached from the graph that computed them (a leaf keeps its graph, so that
+        ``x.grad`` can be differentiated again). An intermediate adjoint is usually built from
+        the node itself (the gradient of ``exp(x)`` reads ``exp(x)``): kept with its graph, it
+        would tie each step's graph into reference cycles, whose arrays then wait for Python's
+        cycle collector, long after the step, instead of being freed as soon as the step's
+        graph is dropped. (``compute_gradient_of_variables`` called directly keeps every
+        graph.)
         """
         if out_grad is None:
             out_grad = Tensor.make_const(self.device.ones(*self.shape, dtype=self.dtype))
         compute_gradient_of_variables(self, out_grad)
-        _drop_intermediate_grads(self)
+        _detach_intermediate_grads(self)
 
     def __repr__(self) -> str:
         return "needle.Tensor(" + str(self.realize_cached_data()) + ")"
@@ -503,15 +505,18 @@ class Tensor(Value):
         return needle.ops.Transpose(axes)(self)
 
 
-def _drop_intermediate_grads(root: Value) -> None:
-    """Sets ``grad`` to None on every non-leaf node that ``root`` depends on."""
+def _detach_intermediate_grads(root: Value) -> None:
+    """Replaces ``grad`` on every non-leaf node that ``root`` depends on by a constant holding
+    the same array (a lazily computed one that is not realized yet keeps its graph)."""
     seen = {id(root)}
     stack = [root]
     while stack:
         node = stack.pop()
-        if node.op is None:  # a leaf keeps its gradient, and has no inputs
+        if node.op is None:  # a leaf keeps its gradient's graph, and has no inputs
             continue
-        node.grad = None
+        grad = node.grad
+        if grad is not None and grad.op is not None and grad.cached_data is not None:
+            node.grad = type(grad).make_const(grad.cached_data)
         for child in node.inputs:
             if id(child) not in seen:
                 seen.add(id(child))
