@@ -1341,6 +1341,11 @@ struct TiledView {
   }
 };
 
+/// Rows of A in the register-tile panel that starts at row `panel` of `rows`: kMR, but fewer in
+/// the last panel when rows is not a multiple of kMR (packing pads it with zeros, and only
+/// that many rows of its C tile are stored).
+constexpr int64_t PanelRows(int64_t rows, int64_t panel) { return std::min(kMR, rows - panel); }
+
 /// Per-thread scratch memory (an AlignedArray), kept between calls (packing buffers are reused
 /// by every matmul instead of paying for fresh pages each time). Slot 0: packed A, 1: packed B.
 inline scalar_t* ThreadScratch(int slot, size_t floats) {
@@ -1357,7 +1362,7 @@ void PackA(const View& a, int64_t row0, int64_t rows, int64_t k0, int64_t depth,
            scalar_t* packed) {
   for (int64_t panel = 0; panel < rows; panel += kMR) {
     scalar_t* dst = packed + panel * depth;
-    int64_t valid = std::min(kMR, rows - panel);
+    int64_t valid = PanelRows(rows, panel);
     for (int64_t r = 0; r < kMR; ++r) {
       if (r < valid) {
         for (int64_t k = 0; k < depth; ++k) dst[k * kMR + r] = *a.at(row0 + panel + r, k0 + k);
@@ -1377,7 +1382,7 @@ NEEDLE_ALWAYS_INLINE void PackRowsSideBySide(int64_t rows, int64_t depth, scalar
                                              RowStart row_start, Column column) {
   for (int64_t panel = 0; panel < rows; panel += kMR) {
     scalar_t* dst = packed + panel * depth;
-    const int64_t valid = std::min(kMR, rows - panel);
+    const int64_t valid = PanelRows(rows, panel);
     const scalar_t* row[kMR];
     for (int64_t r = 0; r < valid; ++r) row[r] = row_start(panel + r);
     if (valid == kMR) {
@@ -1508,7 +1513,7 @@ void MacroKernel(int64_t rows, int64_t cols, int64_t depth, const scalar_t* pack
     int64_t valid_cols = std::min(kNR, cols - j);
     const scalar_t* b_panel = packed_b + j * depth;
     for (int64_t i = 0; i < rows; i += kMR) {
-      int64_t valid_rows = std::min(kMR, rows - i);
+      int64_t valid_rows = PanelRows(rows, i);
       const scalar_t* a_panel = packed_a + i * depth;
       scalar_t* c_tile = c + i * ldc + j;
       if (valid_rows == kMR && valid_cols == kNR) {
@@ -1599,7 +1604,7 @@ void MacroKernelGather(const GatherView& a, int64_t row0, int64_t rows, int64_t 
   alignas(64) scalar_t edge[kMR * kNR];
   const int64_t* col = a.col_offset + k0;
   for (int64_t i = 0; i < rows; i += kMR) {
-    const int64_t valid_rows = std::min(kMR, rows - i);
+    const int64_t valid_rows = PanelRows(rows, i);
     const scalar_t* row[kMR];
     for (int64_t r = 0; r < kMR; ++r) {  // rows past the end repeat the first (not stored)
       row[r] = a.data + a.row_offset[row0 + i + (r < valid_rows ? r : 0)];
