@@ -48,13 +48,28 @@ def browser():
     driver.quit()
 
 
+def click_and_wait(driver, element_id):
+    """Clicks the button ``element_id`` and waits until the page it leads to has loaded: a
+    click returns as soon as it is dispatched, and reading the page before the form's answer
+    arrives finds the old one (a race that failed this test on a busy machine)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, element_id).click()
+    wait = WebDriverWait(driver, 60)
+    wait.until(expected_conditions.staleness_of(old_page))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def log_in(driver, url, token):
     from selenium.webdriver.common.by import By
 
     driver.delete_all_cookies()
     driver.get(f"{url}/login")
     driver.find_element(By.ID, "token").send_keys(token)
-    driver.find_element(By.ID, "login").click()
+    click_and_wait(driver, "login")
 
 
 def test_student_submits_and_reads_feedback_instructor_sees_the_class(hw1, browser, tmp_path):
@@ -82,7 +97,7 @@ def test_student_submits_and_reads_feedback_instructor_sees_the_class(hw1, brows
         assert "s1 (student)" in browser.find_element(By.ID, "who").text
         Select(browser.find_element(By.ID, "homework")).select_by_value("hw1")
         browser.find_element(By.ID, "file").send_keys(str(archive))
-        browser.find_element(By.ID, "send").click()
+        click_and_wait(browser, "send")
         assert "/submissions/" in browser.current_url
         deadline = time.monotonic() + 420
         while "done" not in browser.find_element(By.ID, "state").text:

@@ -505,6 +505,17 @@ class Tensor(Value):
         return needle.ops.Transpose(axes)(self)
 
 
+def _constant_of(value: ValueT) -> ValueT:
+    """A constant of ``value``'s type holding its array: ``make_const`` without its checks
+    (backward makes one per intermediate node)."""
+    global TENSOR_COUNTER
+    constant = type(value).__new__(type(value))
+    TENSOR_COUNTER += 1
+    constant.op, constant.inputs, constant.num_outputs = None, (), 1
+    constant.cached_data, constant.requires_grad = value.cached_data, False
+    return constant
+
+
 def _detach_intermediate_grads(root: Value) -> None:
     """Replaces ``grad`` on every non-leaf node that ``root`` depends on by a constant holding
     the same array (a lazily computed one that is not realized yet keeps its graph)."""
@@ -516,7 +527,7 @@ def _detach_intermediate_grads(root: Value) -> None:
             continue
         grad = node.grad
         if grad is not None and grad.op is not None and grad.cached_data is not None:
-            node.grad = type(grad).make_const(grad.cached_data)
+            node.grad = _constant_of(grad)
         for child in node.inputs:
             if id(child) not in seen:
                 seen.add(id(child))
