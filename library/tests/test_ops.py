@@ -7,6 +7,8 @@ Tests carry the marker of the homework that introduces the op (``-m hw1`` runs o
 
 from __future__ import annotations
 
+import itertools
+
 import needle as ndl
 import numpy as np
 import pytest
@@ -805,6 +807,33 @@ def test_conv_random_shapes(device, batch, size, channels, kernel, stride, paddi
         device=device,
         seed=seed,
     )
+
+
+def test_live_taps_and_outputs_match_their_definition():
+    """The dead-tap and dead-output helpers work out ranges with integer arithmetic; here
+    against their definition (tap t of output i reads row i*s + t*d - before), exhaustively
+    over small sizes, paddings, kernels, strides and dilations."""
+    from needle.ops.ops_mathematic import _live_outputs, _live_taps
+
+    def reads(size, before, stride, dilation, i, t):
+        return 0 <= i * stride + t * dilation - before < size
+
+    for size, before, kernel, stride, dilation, out in itertools.product(
+        range(1, 6), range(-3, 6), range(1, 6), range(1, 4), range(1, 4), range(1, 7)
+    ):
+        args = (size, before, kernel, stride, dilation, out)
+        taps = [
+            t
+            for t in range(kernel)
+            if any(reads(size, before, stride, dilation, i, t) for i in range(out))
+        ]
+        outs = [
+            i
+            for i in range(out)
+            if any(reads(size, before, stride, dilation, i, t) for t in range(kernel))
+        ]
+        assert _live_taps(*args) == ((taps[0], taps[-1]) if taps else (0, kernel - 1)), args
+        assert _live_outputs(*args) == ((outs[0], outs[-1]) if outs else None), args
 
 
 @settings(FAST, max_examples=40)

@@ -804,16 +804,27 @@ def _spatial_padding(padding: Padding) -> Tuple[Tuple[int, int], Tuple[int, int]
     return (int(top), int(bottom)), (int(left), int(right))
 
 
+def _reads_input(size: int, first: int, step: int, count: int) -> bool:
+    """Whether one of the rows ``first + step * k`` (k < count, step > 0) is one of the input's
+    ``size`` rows ``0 .. size - 1`` rather than padding."""
+    lowest = max(0, -(first // step))  # the first k with first + step * k >= 0
+    highest = min(count - 1, (size - 1 - first) // step)  # the last k with a row < size
+    return lowest <= highest
+
+
 def _live_taps(size: int, before: int, kernel: int, stride: int, dilation: int, out: int):
     """The first and last kernel tap, along one axis, that reads at least one element of the
     input rather than padding: tap ``t`` of output ``i`` reads input row
     ``i * stride + t * dilation - before``."""
-    live = [
-        tap
-        for tap in range(kernel)
-        if any(0 <= i * stride + tap * dilation - before < size for i in range(out))
-    ]
-    return (live[0], live[-1]) if live else (0, kernel - 1)
+
+    def live(tap):
+        return _reads_input(size, tap * dilation - before, stride, out)
+
+    first = next((tap for tap in range(kernel) if live(tap)), None)
+    if first is None:
+        return 0, kernel - 1
+    last = next(tap for tap in range(kernel - 1, first - 1, -1) if live(tap))
+    return first, last
 
 
 def _drop_dead_taps(shape, b, pad_h, pad_w, stride: int, dilation: int):
@@ -843,12 +854,14 @@ def _live_outputs(size: int, before: int, kernel: int, stride: int, dilation: in
     """The first and last output, along one axis, with at least one tap on the input rather
     than on padding (output ``i``, tap ``t`` reads row ``i * stride + t * dilation - before``),
     or None when there is none."""
-    live = [
-        i
-        for i in range(out)
-        if any(0 <= i * stride + t * dilation - before < size for t in range(kernel))
-    ]
-    return (live[0], live[-1]) if live else None
+
+    def live(i):
+        return _reads_input(size, i * stride - before, dilation, kernel)
+
+    first = next((i for i in range(out) if live(i)), None)
+    if first is None:
+        return None
+    return first, next(i for i in range(out - 1, first - 1, -1) if live(i))
 
 
 def _skip_dead_outputs(shape, kernel_hw, pad_h, pad_w, stride: int, dilation: int):
