@@ -1038,3 +1038,11 @@ def test_random_reductions_match_numpy(shape, data, device):
         assert_same_array(
             getattr(nd, name)(a, axis=axes, keepdims=keepdims), expected, strides=None
         )
+
+
+def test_memory_order_names_the_layout_of_whole_buffers(device):
+    a = nd.array(rand(2, 3, 4), device=device)
+    assert a.memory_order() == (0, 1, 2)
+    assert a.permute((2, 0, 1)).memory_order() == (1, 2, 0)
+    assert a[:, 1:, :].memory_order() is None  # a slice does not cover its buffer
+    assert a[0:1].broadcast_to((5, 3, 4)).memory_order() is None

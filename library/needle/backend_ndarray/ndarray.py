@@ -927,21 +927,30 @@ class NDArray:
         kernel(self.compact()._handle, out._handle)
         return out
 
-    def _dense_like(self) -> NDArray | None:
-        """When this (non-compact) view is a permutation of its whole buffer, which it covers
-        exactly from position 0: a new array of the same shape and strides, in a buffer of its
-        own, for a kernel that writes element i of the buffer from element i of this one's.
-        Otherwise None."""
+    def memory_order(self) -> tuple[int, ...] | None:
+        """When this array is a permutation of its whole buffer, which it covers exactly from
+        position 0 (a compact array, or a transposed view of one, as NCHW seen as NHWC): its
+        axes from the largest stride to the smallest, the order in which they lie in memory.
+        Otherwise (a slice, a broadcast, an empty array) None."""
         shape, strides = self._shape, self._strides
         size = math.prod(shape)
         if self._offset != 0 or self._handle.size != size or size == 0:
             return None
+        order = tuple(sorted(range(len(shape)), key=lambda axis: -strides[axis]))
         expected = 1
-        for stride, dim in sorted(zip(strides, shape)):
-            if dim != 1 and stride != expected:
+        for axis in reversed(order):
+            if shape[axis] != 1 and strides[axis] != expected:
                 return None
-            expected *= dim
-        return NDArray.make(shape, strides, self._device, self._device.Array(size))
+            expected *= shape[axis]
+        return order
+
+    def _dense_like(self) -> NDArray | None:
+        """When this view is a permutation of its whole buffer (``memory_order``): a new array
+        of the same shape and strides, in a buffer of its own, for a kernel that writes element
+        i of the buffer from element i of this one's. Otherwise None."""
+        if self.memory_order() is None:
+            return None
+        return NDArray.make(self._shape, self._strides, self._device, self._device.Array(self.size))
 
     def __add__(self, other) -> NDArray:
         return self._ewise_or_scalar(other, self._device.ewise_add, self._device.scalar_add, "add")

@@ -94,18 +94,10 @@ def _as_strided(a, shape: Shape, strides: Shape):
 
 def _memory_order(a):
     """For a transposed view of a whole compact buffer (NDArray, as NCHW seen as NHWC is): its
-    axes from the largest stride to the smallest, i.e. the order in which they lie in memory;
-    None for any other array."""
+    axes in the order they lie in memory (``NDArray.memory_order``); None for any other array."""
     if array_api is numpy or a.is_compact():
         return None
-    shape, strides = a.shape, a.strides
-    order = tuple(sorted(range(len(shape)), key=lambda axis: -strides[axis]))
-    expected = 1
-    for axis in reversed(order):
-        if shape[axis] != 1 and strides[axis] != expected:
-            return None
-        expected *= shape[axis]
-    return order
+    return a.memory_order()
 
 
 def _view_matmul(view, split: int, b):
